@@ -1,0 +1,100 @@
+//! The fallback module: when the inner provider fails, tries the providers of its `chain`
+//! in order through the host's registry and returns the first success. When every one
+//! fails, the primary (inner) error is returned unchanged.
+//!
+//! Fallback targets are bare adapters the host creates on first use, so a fallback never
+//! recurses into another fallback and a retry around it never multiplies.
+
+use std::sync::OnceLock;
+
+use arcllm_module_sdk::config::Config;
+use arcllm_module_sdk::{export, inner, log, registry, Error, Guest, Level, ModuleGuest, Request, Response};
+
+/// At most this many chain entries: a longer chain is a configuration mistake.
+const MAX_CHAIN: usize = 10;
+const METADATA_KEY: &str = "arcllm.fallback.provider";
+
+static CHAIN: OnceLock<Vec<String>> = OnceLock::new();
+
+/// `name` or `name/model`, with `name` matching `^[a-z][a-z0-9_]*$` (at most 64 bytes).
+fn valid_target(entry: &str) -> bool {
+    let name = entry.split_once('/').map_or(entry, |(name, model)| if model.is_empty() { "" } else { name });
+    let mut chars = name.chars();
+    name.len() <= 64
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn parse_chain(text: &str) -> Result<Vec<String>, String> {
+    let config = Config::parse(text)?;
+    config.deny_unknown(&["chain"])?;
+    let chain =
+        config.list("chain", |v| v.as_str().map(str::to_owned), "provider names")?.unwrap_or_default();
+    if chain.len() > MAX_CHAIN {
+        return Err(format!("chain has {} entries; at most {MAX_CHAIN} are allowed", chain.len()));
+    }
+    if let Some(bad) = chain.iter().find(|e| !valid_target(e)) {
+        return Err(format!(
+            "chain entry `{bad}` is not a provider name (`name` or `name/model`, name matching ^[a-z][a-z0-9_]*$)"
+        ));
+    }
+    Ok(chain)
+}
+
+struct Fallback;
+
+impl Guest for Fallback {
+    fn invoke(request: Request) -> Result<Response, Error> {
+        let primary = match inner::invoke(&request) {
+            Ok(mut response) => {
+                response.add_metadata(METADATA_KEY, inner::name());
+                return Ok(response);
+            }
+            Err(error) => error,
+        };
+        let chain = CHAIN.get().map(Vec::as_slice).unwrap_or_default();
+        let mut last = &primary;
+        let mut failures = Vec::new();
+        for target in chain {
+            log(Level::Warn, &format!("{}; falling back to {target}", last.summary()));
+            match registry::invoke(target, &request) {
+                Ok(mut response) => {
+                    response.add_metadata(METADATA_KEY, target);
+                    return Ok(response);
+                }
+                Err(error) => failures.push(error),
+            }
+            last = failures.last().unwrap_or(&primary);
+        }
+        if !chain.is_empty() {
+            log(
+                Level::Error,
+                &format!(
+                    "{}; all {} fallbacks failed, returning the primary error",
+                    last.summary(),
+                    chain.len()
+                ),
+            );
+        }
+        Err(primary)
+    }
+    fn name() -> String {
+        inner::name()
+    }
+    fn model_name() -> String {
+        inner::model_name()
+    }
+    fn validate_config() -> Result<(), Error> {
+        inner::validate_config()
+    }
+}
+
+impl ModuleGuest for Fallback {
+    fn configure(config: String) -> Result<(), String> {
+        let chain = parse_chain(&config)?;
+        let _ = CHAIN.set(chain);
+        Ok(())
+    }
+}
+
+export!(Fallback);

@@ -1,0 +1,30 @@
+//! The transparent module: delegates everything to the inner provider unchanged. It is the
+//! smallest complete example of the `arc:llm/middleware` world and the baseline the
+//! benchmarks measure a layer's cost with.
+
+use arcllm_module_sdk::{export, inner, Error, Guest, ModuleGuest, Request, Response};
+
+struct Passthrough;
+
+impl Guest for Passthrough {
+    fn invoke(request: Request) -> Result<Response, Error> {
+        inner::invoke(&request)
+    }
+    fn name() -> String {
+        inner::name()
+    }
+    fn model_name() -> String {
+        inner::model_name()
+    }
+    fn validate_config() -> Result<(), Error> {
+        inner::validate_config()
+    }
+}
+
+impl ModuleGuest for Passthrough {
+    fn configure(config: String) -> Result<(), String> {
+        arcllm_module_sdk::config::Config::parse(&config)?.deny_unknown(&[])
+    }
+}
+
+export!(Passthrough);

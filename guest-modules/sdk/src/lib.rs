@@ -1,0 +1,66 @@
+//! Bindings and helpers for writing arcllm middleware modules in Rust.
+//!
+//! A module implements the `arc:llm/middleware` world: it exports [`Guest`] (the provider
+//! it presents outward) and [`ModuleGuest`] (its configuration hook), and calls [`inner`]
+//! for the next layer inward. Build it as a `cdylib` for `wasm32-wasip2` and register the
+//! implementation with [`export!`]:
+//!
+//! ```ignore
+//! use arcllm_module_sdk::*;
+//! struct Tag;
+//! impl Guest for Tag {
+//!     fn invoke(request: Request) -> Result<Response, Error> {
+//!         let mut response = inner::invoke(&request)?;
+//!         response.metadata.push(("example.tag".into(), "seen".into()));
+//!         Ok(response)
+//!     }
+//!     fn name() -> String { inner::name() }
+//!     fn model_name() -> String { inner::model_name() }
+//!     fn validate_config() -> Result<(), Error> { inner::validate_config() }
+//! }
+//! impl ModuleGuest for Tag {
+//!     fn configure(_config: String) -> Result<(), String> { Ok(()) }
+//! }
+//! export!(Tag);
+//! ```
+
+#![allow(clippy::too_many_arguments)]
+
+wit_bindgen::generate!({
+    world: "middleware",
+    path: "../../wit",
+    pub_export_macro: true,
+    default_bindings_module: "arcllm_module_sdk",
+});
+
+pub use arc::llm::logging::{self, Level};
+pub use arc::llm::provider as inner;
+pub use arc::llm::registry;
+pub use arc::llm::types::*;
+pub use exports::arc::llm::module::Guest as ModuleGuest;
+pub use exports::arc::llm::provider::Guest;
+
+pub mod config;
+pub mod time;
+
+/// Logs through the host's logger; the host tags the line with this module's name.
+pub fn log(level: Level, message: &str) {
+    logging::log(level, message);
+}
+
+impl Response {
+    /// Appends a metadata entry (`key` should be dotted under the module's own prefix).
+    pub fn add_metadata(&mut self, key: &str, value: impl ToString) {
+        self.metadata.push((key.to_string(), value.to_string()));
+    }
+}
+
+impl Error {
+    /// A short one-line description: kind, status and message.
+    pub fn summary(&self) -> String {
+        match self.status {
+            Some(status) => format!("{:?} {status} from {}: {}", self.kind, self.provider, self.message),
+            None => format!("{:?} from {}: {}", self.kind, self.provider, self.message),
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Anthropic Messages: `POST {base_url}/v1/messages`.
+//!
+//! Requests: system messages are joined into the top-level `system`; `tool` messages become
+//! user messages of `tool_result` blocks (the Messages API has no tool role); assistant
+//! tool calls become `tool_use` blocks whose `input` is the parsed arguments object.
+//! Responses: `text` blocks make the content, `tool_use` blocks the tool calls, `thinking`
+//! blocks the thinking; cache read/creation tokens are reported as such.
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{ApiKey, Endpoint};
+use crate::provider::Provider;
+use crate::providers::ProviderConfig;
+use crate::types::{
+    Content, ContentBlock, Error, Message, Request, Response, Role, StopReason, ToolCall, Usage,
+};
+
+/// The API version this adapter speaks.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The adapter for `api_format = "anthropic-messages"`.
+pub struct AnthropicAdapter {
+    endpoint: Endpoint,
+}
+
+impl AnthropicAdapter {
+    pub(crate) fn new(config: &ProviderConfig, model: &str, api_key: Option<ApiKey>) -> Result<Self, Error> {
+        let mut headers = HeaderMap::new();
+        headers.insert("anthropic-version", HeaderValue::from_static(ANTHROPIC_VERSION));
+        if let Some(key) = &api_key {
+            let mut value = HeaderValue::from_str(key.expose())
+                .map_err(|_| Error::config(&config.name, "the API key is not a valid HTTP header value"))?;
+            value.set_sensitive(true);
+            headers.insert("x-api-key", value);
+        }
+        Ok(AnthropicAdapter { endpoint: Endpoint::new(config, model, "/v1/messages", headers, api_key)? })
+    }
+
+    fn body(&self, request: &Request) -> Result<Value, Error> {
+        let e = &self.endpoint;
+        let mut system = Vec::new();
+        let mut messages = Vec::new();
+        for (index, message) in request.messages.iter().enumerate() {
+            match message.role {
+                Role::System => system.push(self.system_text(index, message)?),
+                Role::User => {
+                    messages.push(json!({"role": "user", "content": self.content(&message.content)?}))
+                }
+                Role::Assistant => {
+                    messages.push(json!({"role": "assistant", "content": self.content(&message.content)?}))
+                }
+                Role::Tool => match &message.content {
+                    Content::Blocks(_) => {
+                        messages.push(json!({"role": "user", "content": self.content(&message.content)?}))
+                    }
+                    Content::Text(_) => {
+                        return Err(e.request_error(format!(
+                            "messages[{index}] has role tool but no tool-result blocks"
+                        )))
+                    }
+                },
+            }
+        }
+        let mut body = Map::new();
+        body.insert("model".into(), json!(e.model));
+        body.insert("max_tokens".into(), json!(e.max_tokens(request)));
+        if !system.is_empty() {
+            body.insert("system".into(), json!(system.join("\n\n")));
+        }
+        body.insert("messages".into(), Value::Array(messages));
+        if let Some(temperature) = e.temperature(request) {
+            body.insert("temperature".into(), json!(temperature));
+        }
+        if !request.options.stop_sequences.is_empty() {
+            body.insert("stop_sequences".into(), json!(request.options.stop_sequences));
+        }
+        if !request.tools.is_empty() {
+            let tools = request
+                .tools
+                .iter()
+                .map(|tool| {
+                    let mut t = Map::new();
+                    t.insert("name".into(), json!(tool.name));
+                    if !tool.description.is_empty() {
+                        t.insert("description".into(), json!(tool.description));
+                    }
+                    t.insert("input_schema".into(), e.tool_schema(&tool.name, &tool.parameters)?);
+                    Ok(Value::Object(t))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            body.insert("tools".into(), Value::Array(tools));
+        }
+        e.merge_extra(&mut body, request)?;
+        Ok(Value::Object(body))
+    }
+
+    fn system_text(&self, index: usize, message: &Message) -> Result<String, Error> {
+        match &message.content {
+            Content::Text(text) => Ok(text.clone()),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .map(|block| match block {
+                    ContentBlock::Text(text) => Ok(text.as_str()),
+                    _ => Err(self
+                        .endpoint
+                        .request_error(format!("system messages[{index}] may hold text blocks only"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|texts| texts.join("\n")),
+        }
+    }
+
+    fn content(&self, content: &Content) -> Result<Value, Error> {
+        let blocks = match content {
+            Content::Text(text) => return Ok(json!(text)),
+            Content::Blocks(blocks) => blocks,
+        };
+        let blocks = blocks
+            .iter()
+            .map(|block| {
+                Ok(match block {
+                    ContentBlock::Text(text) => json!({"type": "text", "text": text}),
+                    ContentBlock::Image(image) => json!({
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
+                    }),
+                    ContentBlock::ToolUse(call) => json!({
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": self.endpoint.tool_arguments(&call.id, &call.arguments)?,
+                    }),
+                    ContentBlock::ToolResult(result) => {
+                        let mut block = json!({
+                            "type": "tool_result",
+                            "tool_use_id": result.tool_use_id,
+                            "content": result.content,
+                        });
+                        if result.is_error {
+                            block["is_error"] = json!(true);
+                        }
+                        block
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Value::Array(blocks))
+    }
+
+    fn response(&self, headers: &HeaderMap, body: &[u8]) -> Result<Response, Error> {
+        let e = &self.endpoint;
+        let parsed: MessagesResponse = serde_json::from_slice(body).map_err(|err| {
+            e.http.parse_error(format!("the response is not an Anthropic Messages body: {err}"), body)
+        })?;
+        let mut text = String::new();
+        let mut thinking = Vec::new();
+        let mut tool_calls = Vec::new();
+        for block in parsed.content {
+            match block {
+                ResponseBlock::Text { text: t } => text.push_str(&t),
+                ResponseBlock::Thinking { thinking: t } => thinking.push(t),
+                ResponseBlock::ToolUse { id, name, input } => {
+                    tool_calls.push(ToolCall { id, name, arguments: input.to_string() })
+                }
+                ResponseBlock::Other => {}
+            }
+        }
+        let mut metadata = e.header_metadata(headers);
+        let stop_reason = match parsed.stop_reason.as_deref() {
+            Some("end_turn") => StopReason::EndTurn,
+            Some("tool_use") => StopReason::ToolUse,
+            Some("max_tokens") | Some("model_context_window_exceeded") => StopReason::MaxTokens,
+            Some("stop_sequence") => StopReason::StopSequence,
+            Some("refusal") => StopReason::ContentFilter,
+            other => {
+                // `pause_turn`, `null` or a reason newer than this adapter: keep the raw value.
+                metadata.push(("adapter.stop_reason".into(), other.unwrap_or("null").to_string()));
+                StopReason::EndTurn
+            }
+        };
+        let usage = &parsed.usage;
+        let total = [
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_input_tokens.unwrap_or(0),
+            usage.cache_creation_input_tokens.unwrap_or(0),
+        ]
+        .into_iter()
+        .fold(0u64, u64::saturating_add);
+        Ok(Response {
+            content: (!text.is_empty()).then_some(text),
+            tool_calls,
+            usage: Usage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                // Anthropic's `input_tokens` excludes cached tokens, so the total adds them:
+                // it counts every token the call processed, as OpenAI's does.
+                total_tokens: total,
+                cache_read_tokens: usage.cache_read_input_tokens,
+                cache_write_tokens: usage.cache_creation_input_tokens,
+                reasoning_tokens: None,
+            },
+            model: parsed.model,
+            stop_reason,
+            thinking: (!thinking.is_empty()).then(|| thinking.join("\n\n")),
+            metadata,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for AnthropicAdapter {
+    async fn invoke(&self, request: Request) -> Result<Response, Error> {
+        let body = self.body(&request)?;
+        let reply = self.endpoint.http.post_json(&self.endpoint.url, &body).await?;
+        self.response(&reply.headers, &reply.body)
+    }
+
+    fn name(&self) -> &str {
+        &self.endpoint.provider
+    }
+
+    fn model_name(&self) -> &str {
+        &self.endpoint.model
+    }
+
+    async fn validate_config(&self) -> Result<(), Error> {
+        self.endpoint.validate()
+    }
+}
+
+/// The parts of a Messages response this adapter reads; other fields are ignored.
+#[derive(Deserialize)]
+struct MessagesResponse {
+    model: String,
+    content: Vec<ResponseBlock>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    usage: MessagesUsage,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseBlock {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
+    Thinking {
+        thinking: String,
+    },
+    /// `redacted_thinking`, server-tool blocks and anything newer: nothing to map.
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct MessagesUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+}

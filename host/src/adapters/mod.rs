@@ -1,0 +1,204 @@
+//! The native HTTP adapters: the innermost layer of every chain.
+//!
+//! An adapter turns an arcllm [`Request`](crate::types::Request) into one vendor HTTP call
+//! and the vendor's answer into a [`Response`](crate::types::Response) or a typed
+//! [`Error`]. One adapter per wire format ([`ApiFormat`]); every provider file names its
+//! format, so OpenAI-compatible servers (ollama, vllm, groq, ...) reuse the OpenAI adapter.
+//!
+//! Request defaults: `max_tokens` is the request's, else the model's `max_output_tokens`,
+//! else [`DEFAULT_MAX_TOKENS`]; `temperature` is the request's, else the provider's
+//! `default_temperature`, else omitted (the vendor's default).
+//!
+//! Requests that cannot be expressed in the vendor's format (tool-call arguments that are
+//! not a JSON object, a tool-use block in a user message, ...) fail before anything is
+//! sent, with an error of kind `parse` that says which message or tool call is at fault.
+
+mod anthropic;
+pub mod http;
+mod openai;
+
+use std::fmt;
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value};
+
+pub use anthropic::AnthropicAdapter;
+pub use openai::OpenAiAdapter;
+
+use crate::provider::Provider;
+use crate::providers::{ApiFormat, MaxTokensParam, ProviderConfig, ProviderConfigError};
+use crate::types::{Error, ErrorKind, Request};
+
+/// `max_tokens` when neither the request nor the model's settings give one.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+/// An API key. It has no `Display`, its `Debug` prints `***`, and its value leaves this
+/// crate only as a sensitive HTTP header value.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(value: impl Into<String>) -> Self {
+        ApiKey(value.into())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// Creates the adapter for `config`, calling `model` (the provider's `default_model` when
+/// `None`), with the API key read from the process environment.
+pub fn build(config: &ProviderConfig, model: Option<&str>) -> Result<Arc<dyn Provider>, Error> {
+    build_with_env(config, model, &|var| std::env::var(var).ok())
+}
+
+/// As [`build`], reading environment variables through `env`.
+pub fn build_with_env(
+    config: &ProviderConfig,
+    model: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn Provider>, Error> {
+    let settings = &config.provider;
+    let model = model.unwrap_or(&settings.default_model);
+    if model.trim().is_empty() {
+        return Err(Error::config(&config.name, "the model name is empty"));
+    }
+    let api_key =
+        settings.api_key_env.as_deref().and_then(env).filter(|key| !key.trim().is_empty()).map(ApiKey::new);
+    if api_key.is_none() && settings.api_key_required {
+        let env = settings.api_key_env.clone().unwrap_or_default();
+        return Err(ProviderConfigError::MissingApiKey {
+            provider: config.name.clone(),
+            file: config.source.clone(),
+            env,
+        }
+        .into());
+    }
+    if config.model(model).is_none() {
+        tracing::debug!(provider = %config.name, model, "model not described in the provider file; using defaults");
+    }
+    Ok(match settings.api_format {
+        ApiFormat::AnthropicMessages => Arc::new(AnthropicAdapter::new(config, model, api_key)?),
+        ApiFormat::OpenaiChat => Arc::new(OpenAiAdapter::new(config, model, api_key)?),
+    })
+}
+
+/// What both adapters hold: who they are, where they post, and the request defaults.
+pub(crate) struct Endpoint {
+    pub provider: String,
+    pub model: String,
+    pub url: String,
+    pub max_tokens: u32,
+    pub temperature: Option<f64>,
+    pub max_tokens_param: MaxTokensParam,
+    pub api_key_required: bool,
+    pub has_key: bool,
+    pub http: http::HttpClient,
+}
+
+impl Endpoint {
+    /// `path` is appended to the provider's `base_url`; `headers` are the vendor's own.
+    pub fn new(
+        config: &ProviderConfig,
+        model: &str,
+        path: &str,
+        headers: HeaderMap,
+        api_key: Option<ApiKey>,
+    ) -> Result<Self, Error> {
+        let settings = &config.provider;
+        Ok(Endpoint {
+            provider: config.name.clone(),
+            model: model.to_string(),
+            url: format!("{}{path}", settings.base_url.trim_end_matches('/')),
+            max_tokens: config.model(model).and_then(|m| m.max_output_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
+            temperature: settings.default_temperature,
+            max_tokens_param: settings.max_tokens_param.unwrap_or_default(),
+            api_key_required: settings.api_key_required,
+            has_key: api_key.is_some(),
+            http: http::HttpClient::new(&config.name, settings, headers, api_key)?,
+        })
+    }
+
+    /// `max_tokens` for this request.
+    pub fn max_tokens(&self, request: &Request) -> u32 {
+        request.options.max_tokens.unwrap_or(self.max_tokens)
+    }
+
+    /// `temperature` for this request, if any.
+    pub fn temperature(&self, request: &Request) -> Option<f64> {
+        request.options.temperature.or(self.temperature)
+    }
+
+    /// A request that cannot be expressed in the vendor's format.
+    pub fn request_error(&self, message: impl AsRef<str>) -> Error {
+        self.http.error(ErrorKind::Parse, format!("cannot encode the request: {}", message.as_ref()))
+    }
+
+    /// Tool-call arguments (JSON text) as the JSON object they must be.
+    pub fn tool_arguments(&self, id: &str, arguments: &str) -> Result<Value, Error> {
+        match serde_json::from_str::<Value>(arguments) {
+            Ok(value @ Value::Object(_)) => Ok(value),
+            Ok(_) => {
+                Err(self.request_error(format!("the arguments of tool call `{id}` are not a JSON object")))
+            }
+            Err(e) => {
+                Err(self.request_error(format!("the arguments of tool call `{id}` are not valid JSON: {e}")))
+            }
+        }
+    }
+
+    /// A tool definition's parameter schema (JSON text) as a JSON object.
+    pub fn tool_schema(&self, tool: &str, parameters: &str) -> Result<Value, Error> {
+        match serde_json::from_str::<Value>(parameters) {
+            Ok(value @ Value::Object(_)) => Ok(value),
+            _ => {
+                Err(self
+                    .request_error(format!("the parameters of tool `{tool}` are not a JSON Schema object")))
+            }
+        }
+    }
+
+    /// Merges `options.extra` into the body; its keys win, as the escape hatch for vendor
+    /// parameters arcllm does not model.
+    pub fn merge_extra(&self, body: &mut Map<String, Value>, request: &Request) -> Result<(), Error> {
+        let Some(extra) = request.options.extra.as_deref() else { return Ok(()) };
+        match serde_json::from_str::<Value>(extra) {
+            Ok(Value::Object(extra)) => {
+                body.extend(extra);
+                Ok(())
+            }
+            _ => Err(self.http.error(ErrorKind::Config, "options.extra must be a JSON object in JSON text")),
+        }
+    }
+
+    /// For `validate_config`: a key is present whenever one is required.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.api_key_required && !self.has_key {
+            return Err(self.http.error(ErrorKind::Config, "no API key is configured"));
+        }
+        Ok(())
+    }
+
+    /// `adapter.*` metadata from the response headers: the vendor's request id, and
+    /// Prism's `sl-violations` (set only by the validating mock servers used in the
+    /// conformance tests; real vendors never send it, so it costs nothing in production).
+    pub fn header_metadata(&self, headers: &HeaderMap) -> Vec<(String, String)> {
+        let mut metadata = Vec::new();
+        let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        if let Some(id) = value("request-id").or_else(|| value("x-request-id")) {
+            metadata.push(("adapter.request_id".to_string(), id));
+        }
+        if let Some(violations) = value("sl-violations") {
+            metadata.push(("adapter.sl-violations".to_string(), violations));
+        }
+        metadata
+    }
+}

@@ -1,0 +1,353 @@
+//! OpenAI Chat Completions: `POST {base_url}/v1/chat/completions`, also spoken by ollama,
+//! vLLM, Groq, Together, DeepSeek, Mistral, Fireworks and most other servers.
+//!
+//! Requests: assistant tool calls become `tool_calls` with JSON-text arguments; every tool
+//! result becomes its own `role: tool` message (placed before any text or images that
+//! share its arcllm message, since tool answers must directly follow the call); images
+//! become data-URL `image_url` parts. Text-only content is sent as a plain string, which
+//! every compatible server understands; content with images as a list of parts.
+//! Responses: `reasoning_content` (DeepSeek, vLLM) or `reasoning` becomes the thinking, and
+//! a `refusal` counts as a content-filter stop.
+
+use async_trait::async_trait;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{ApiKey, Endpoint};
+use crate::provider::Provider;
+use crate::providers::ProviderConfig;
+use crate::types::{Content, ContentBlock, Error, Request, Response, Role, StopReason, ToolCall, Usage};
+
+/// The adapter for `api_format = "openai-chat"`.
+pub struct OpenAiAdapter {
+    endpoint: Endpoint,
+}
+
+impl OpenAiAdapter {
+    pub(crate) fn new(config: &ProviderConfig, model: &str, api_key: Option<ApiKey>) -> Result<Self, Error> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose()))
+                .map_err(|_| Error::config(&config.name, "the API key is not a valid HTTP header value"))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        Ok(OpenAiAdapter {
+            endpoint: Endpoint::new(config, model, "/v1/chat/completions", headers, api_key)?,
+        })
+    }
+
+    fn body(&self, request: &Request) -> Result<Value, Error> {
+        let e = &self.endpoint;
+        let mut messages = Vec::new();
+        for (index, message) in request.messages.iter().enumerate() {
+            match (message.role, &message.content) {
+                (Role::System, content) => {
+                    let text = self.text_only(index, content)?;
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+                (Role::User, Content::Text(text)) => messages.push(json!({"role": "user", "content": text})),
+                (Role::Tool, Content::Text(_)) => {
+                    return Err(
+                        e.request_error(format!("messages[{index}] has role tool but no tool-result blocks"))
+                    )
+                }
+                (Role::User | Role::Tool, Content::Blocks(blocks)) => {
+                    self.user_blocks(index, blocks, &mut messages)?
+                }
+                (Role::Assistant, content) => messages.push(self.assistant(index, content)?),
+            }
+        }
+        let mut body = Map::new();
+        body.insert("model".into(), json!(e.model));
+        body.insert("messages".into(), Value::Array(messages));
+        body.insert(e.max_tokens_param.field().into(), json!(e.max_tokens(request)));
+        if let Some(temperature) = e.temperature(request) {
+            body.insert("temperature".into(), json!(temperature));
+        }
+        if !request.options.stop_sequences.is_empty() {
+            body.insert("stop".into(), json!(request.options.stop_sequences));
+        }
+        if !request.tools.is_empty() {
+            let tools = request
+                .tools
+                .iter()
+                .map(|tool| {
+                    let mut function = Map::new();
+                    function.insert("name".into(), json!(tool.name));
+                    if !tool.description.is_empty() {
+                        function.insert("description".into(), json!(tool.description));
+                    }
+                    function.insert("parameters".into(), e.tool_schema(&tool.name, &tool.parameters)?);
+                    Ok(json!({"type": "function", "function": function}))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            body.insert("tools".into(), Value::Array(tools));
+        }
+        e.merge_extra(&mut body, request)?;
+        Ok(Value::Object(body))
+    }
+
+    /// System content: text, or text blocks joined by newlines.
+    fn text_only(&self, index: usize, content: &Content) -> Result<String, Error> {
+        match content {
+            Content::Text(text) => Ok(text.clone()),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .map(|block| match block {
+                    ContentBlock::Text(text) => Ok(text.as_str()),
+                    _ => Err(self
+                        .endpoint
+                        .request_error(format!("system messages[{index}] may hold text blocks only"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|texts| texts.join("\n")),
+        }
+    }
+
+    /// A user (or tool) message of blocks: one `tool` message per tool result, then a user
+    /// message with the text and images, if there are any.
+    fn user_blocks(
+        &self,
+        index: usize,
+        blocks: &[ContentBlock],
+        messages: &mut Vec<Value>,
+    ) -> Result<(), Error> {
+        let mut parts = Vec::new();
+        let mut has_image = false;
+        for block in blocks {
+            match block {
+                ContentBlock::ToolResult(result) => {
+                    // Chat Completions has no error flag on tool messages; say it in the text.
+                    let content = if result.is_error {
+                        format!("Error: {}", result.content)
+                    } else {
+                        result.content.clone()
+                    };
+                    messages.push(
+                        json!({"role": "tool", "tool_call_id": result.tool_use_id, "content": content}),
+                    );
+                }
+                ContentBlock::Text(text) => parts.push(json!({"type": "text", "text": text})),
+                ContentBlock::Image(image) => {
+                    has_image = true;
+                    let url = format!("data:{};base64,{}", image.media_type, image.data);
+                    parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+                }
+                ContentBlock::ToolUse(call) => {
+                    return Err(self.endpoint.request_error(format!(
+                        "messages[{index}] is not an assistant message but holds tool call `{}`",
+                        call.id
+                    )))
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let content = if has_image {
+            Value::Array(parts)
+        } else {
+            let texts: Vec<&str> = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+            json!(texts.join("\n"))
+        };
+        messages.push(json!({"role": "user", "content": content}));
+        Ok(())
+    }
+
+    /// An assistant message: its text (fragments joined as written) and its tool calls.
+    fn assistant(&self, index: usize, content: &Content) -> Result<Value, Error> {
+        let blocks = match content {
+            Content::Text(text) => return Ok(json!({"role": "assistant", "content": text})),
+            Content::Blocks(blocks) => blocks,
+        };
+        let mut text = String::new();
+        let mut tool_calls = Vec::new();
+        for block in blocks {
+            match block {
+                ContentBlock::Text(t) => text.push_str(t),
+                ContentBlock::ToolUse(call) => {
+                    // Validated, then sent as the JSON text the caller wrote.
+                    self.endpoint.tool_arguments(&call.id, &call.arguments)?;
+                    tool_calls.push(json!({
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": call.name, "arguments": call.arguments},
+                    }));
+                }
+                ContentBlock::Image(_) | ContentBlock::ToolResult(_) => {
+                    return Err(self.endpoint.request_error(format!(
+                        "assistant messages[{index}] may hold text and tool-use blocks only"
+                    )))
+                }
+            }
+        }
+        let mut message =
+            json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { json!(text) }});
+        if !tool_calls.is_empty() {
+            message["tool_calls"] = Value::Array(tool_calls);
+        }
+        Ok(message)
+    }
+
+    fn response(&self, headers: &HeaderMap, body: &[u8]) -> Result<Response, Error> {
+        let e = &self.endpoint;
+        let parsed: ChatResponse = serde_json::from_slice(body).map_err(|err| {
+            e.http.parse_error(format!("the response is not a Chat Completions body: {err}"), body)
+        })?;
+        let Some(choice) = parsed.choices.into_iter().next() else {
+            return Err(e.http.parse_error("the response has no choices", body));
+        };
+        let message = choice.message;
+        let mut tool_calls = Vec::new();
+        for call in message.tool_calls.unwrap_or_default() {
+            if call.kind.as_deref().is_some_and(|kind| kind != "function") {
+                return Err(e
+                    .http
+                    .parse_error(format!("tool call `{}` is not a function call", call.id), body));
+            }
+            let arguments = match call.function.arguments {
+                Value::String(text) => text,
+                Value::Null => "{}".to_string(),
+                // A few compatible servers send the object itself.
+                other => other.to_string(),
+            };
+            tool_calls.push(ToolCall { id: call.id, name: call.function.name, arguments });
+        }
+        let mut metadata = e.header_metadata(headers);
+        let refused = message.refusal.as_deref().is_some_and(|r| !r.is_empty());
+        let stop_reason = match choice.finish_reason.as_deref() {
+            _ if refused => StopReason::ContentFilter,
+            Some("stop") => StopReason::EndTurn,
+            Some("tool_calls") | Some("function_call") => StopReason::ToolUse,
+            Some("length") => StopReason::MaxTokens,
+            Some("content_filter") => StopReason::ContentFilter,
+            other => {
+                metadata.push(("adapter.stop_reason".into(), other.unwrap_or("null").to_string()));
+                StopReason::EndTurn
+            }
+        };
+        let content = message.content.filter(|c| !c.is_empty()).or(message.refusal.filter(|r| !r.is_empty()));
+        let thinking = message.reasoning_content.or(message.reasoning).filter(|t| !t.is_empty());
+        let usage = parsed.usage.unwrap_or_default();
+        let prompt_details = usage.prompt_tokens_details.unwrap_or_default();
+        Ok(Response {
+            content,
+            tool_calls,
+            usage: Usage {
+                input_tokens: usage.prompt_tokens,
+                output_tokens: usage.completion_tokens,
+                total_tokens: usage
+                    .total_tokens
+                    .unwrap_or(usage.prompt_tokens.saturating_add(usage.completion_tokens)),
+                // DeepSeek reports cache hits under its own name.
+                cache_read_tokens: prompt_details.cached_tokens.or(usage.prompt_cache_hit_tokens),
+                cache_write_tokens: prompt_details.cache_write_tokens,
+                reasoning_tokens: usage.completion_tokens_details.and_then(|d| d.reasoning_tokens),
+            },
+            model: parsed.model.filter(|m| !m.is_empty()).unwrap_or_else(|| e.model.clone()),
+            stop_reason,
+            thinking,
+            metadata,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiAdapter {
+    async fn invoke(&self, request: Request) -> Result<Response, Error> {
+        let body = self.body(&request)?;
+        let reply = self.endpoint.http.post_json(&self.endpoint.url, &body).await?;
+        self.response(&reply.headers, &reply.body)
+    }
+
+    fn name(&self) -> &str {
+        &self.endpoint.provider
+    }
+
+    fn model_name(&self) -> &str {
+        &self.endpoint.model
+    }
+
+    async fn validate_config(&self) -> Result<(), Error> {
+        self.endpoint.validate()
+    }
+}
+
+/// The parts of a Chat Completions response this adapter reads; other fields are ignored.
+/// Optional where compatible servers are known to leave things out.
+#[derive(Deserialize)]
+struct ChatResponse {
+    #[serde(default)]
+    model: Option<String>,
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<ChatUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    message: ChoiceMessage,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceMessage {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ChatToolCall>>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChatToolCall {
+    id: String,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    function: ChatFunction,
+}
+
+#[derive(Deserialize)]
+struct ChatFunction {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+#[derive(Deserialize, Default)]
+struct ChatUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+    #[serde(default)]
+    prompt_cache_hit_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}

@@ -1,0 +1,19 @@
+//! The built-in modules, compiled from `guest-modules/` by `build.rs` and embedded here so
+//! the `arcllm` binary is self-contained.
+
+/// `guest-modules/passthrough`: delegates everything unchanged.
+pub const PASSTHROUGH: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/arcllm_passthrough.wasm"));
+/// `guest-modules/retry`: exponential backoff with jitter.
+pub const RETRY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/arcllm_retry.wasm"));
+/// `guest-modules/fallback`: walks a chain of other providers.
+pub const FALLBACK: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/arcllm_fallback.wasm"));
+
+/// The built-in module called `name`, if there is one.
+pub fn get(name: &str) -> Option<&'static [u8]> {
+    match name {
+        "passthrough" => Some(PASSTHROUGH),
+        "retry" => Some(RETRY),
+        "fallback" => Some(FALLBACK),
+        _ => None,
+    }
+}

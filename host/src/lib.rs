@@ -1,0 +1,18 @@
+//! arcllm: resilient, pluggable middleware in front of LLM APIs, where every middleware
+//! module is a sandboxed WebAssembly component.
+//!
+//! - [`types`]: the data model (`arc:llm/types` in `wit/arcllm.wit`);
+//! - [`Provider`]: what a native adapter, a chain of modules, and a test double all are;
+//! - [`runtime`]: loads modules and stacks them into a [`runtime::Chain`];
+//! - [`adapters`]: the native HTTP adapters at the bottom of every chain;
+//! - [`providers`]: provider files and the catalog that creates adapters by name;
+//! - [`builtin`]: the embedded retry, fallback and passthrough modules.
+
+pub mod adapters;
+pub mod builtin;
+pub mod provider;
+pub mod providers;
+pub mod runtime;
+pub mod types;
+
+pub use provider::Provider;

@@ -1,0 +1,45 @@
+//! The `Provider` trait: what sits at the bottom of a chain (a native HTTP adapter), what a
+//! chain of modules is as a whole, and what agents call.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::types::{Error, Request, Response};
+
+/// An LLM provider: turns a [`Request`] into a [`Response`] or a typed [`Error`].
+///
+/// Implemented by the native adapters (`crate::adapters`), by [`crate::runtime::Chain`]
+/// (a stack of wasm modules around an inner provider) and by test doubles.
+#[async_trait]
+pub trait Provider: Send + Sync + 'static {
+    /// Sends one request.
+    async fn invoke(&self, request: Request) -> Result<Response, Error>;
+
+    /// The provider's name, e.g. `anthropic`.
+    fn name(&self) -> &str;
+
+    /// The model this provider calls.
+    fn model_name(&self) -> &str;
+
+    /// Checks the configuration without calling the vendor.
+    async fn validate_config(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<P: Provider + ?Sized> Provider for Arc<P> {
+    async fn invoke(&self, request: Request) -> Result<Response, Error> {
+        (**self).invoke(request).await
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn model_name(&self) -> &str {
+        (**self).model_name()
+    }
+    async fn validate_config(&self) -> Result<(), Error> {
+        (**self).validate_config().await
+    }
+}

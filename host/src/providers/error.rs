@@ -1,0 +1,97 @@
+//! Typed errors for provider files and the catalog.
+//!
+//! Every variant names the provider, the file it came from and the key at fault, so a user
+//! can fix the right line without guessing. None of them ever carries an API key value:
+//! only the *name* of the environment variable that should hold it.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::config::ConfigSource;
+use crate::types;
+
+/// What can be wrong with a provider file or a catalog lookup.
+#[derive(Debug, Error)]
+pub enum ProviderConfigError {
+    /// The file (or the providers directory) could not be read.
+    #[error("provider `{provider}`: cannot read {path}: {source}")]
+    Read {
+        provider: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not valid TOML, or does not match the provider schema.
+    #[error("provider `{provider}` in {file}: {}: {message}", key_phrase(key))]
+    Invalid {
+        provider: String,
+        file: ConfigSource,
+        /// Dotted key at fault (`provider.base_url`), when it could be located.
+        key: Option<String>,
+        message: String,
+    },
+
+    /// A user file is named so that it cannot define a provider.
+    #[error(
+        "provider file {path}: `{name}` is not a valid provider name (expected ^[a-z][a-z0-9_]*$, at most 64 characters)"
+    )]
+    InvalidName { name: String, path: PathBuf },
+
+    /// A `providers_dir` (or the implicit `providers/`) that is not a directory.
+    #[error("providers directory {path} (key `{key}`): {reason}")]
+    Directory { path: PathBuf, key: String, reason: String },
+
+    /// No provider of that name, built in or in the user's directory.
+    #[error("unknown provider `{name}`; known providers: {}", known.join(", "))]
+    Unknown { name: String, known: Vec<String> },
+
+    /// `api_key_required` is true but the environment variable is unset or empty.
+    #[error(
+        "provider `{provider}` in {file}: the API key environment variable `{env}` (key `provider.api_key_env`) is not set"
+    )]
+    MissingApiKey { provider: String, file: ConfigSource, env: String },
+}
+
+fn key_phrase(key: &Option<String>) -> String {
+    match key {
+        Some(key) => format!("key `{key}`"),
+        None => "file".to_string(),
+    }
+}
+
+impl ProviderConfigError {
+    /// The provider the error is about (the file name for an invalid name).
+    pub fn provider(&self) -> &str {
+        match self {
+            ProviderConfigError::Read { provider, .. }
+            | ProviderConfigError::Invalid { provider, .. }
+            | ProviderConfigError::MissingApiKey { provider, .. } => provider,
+            ProviderConfigError::InvalidName { name, .. } | ProviderConfigError::Unknown { name, .. } => name,
+            ProviderConfigError::Directory { .. } => "providers",
+        }
+    }
+
+    /// Builds an [`Invalid`](ProviderConfigError::Invalid) error.
+    pub(crate) fn invalid(
+        provider: &str,
+        file: &ConfigSource,
+        key: impl Into<Option<String>>,
+        message: impl Into<String>,
+    ) -> Self {
+        ProviderConfigError::Invalid {
+            provider: provider.to_string(),
+            file: file.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ProviderConfigError> for types::Error {
+    /// A provider-level error of kind `config`, whose message is the full description.
+    fn from(error: ProviderConfigError) -> Self {
+        types::Error::config(error.provider().to_string(), error.to_string())
+    }
+}

@@ -1,0 +1,248 @@
+//! The process's wasmtime engine and the limits every module runs under.
+//!
+//! One [`Runtime`] owns one `wasmtime::Engine` (async, epoch interruption, pooling
+//! allocator where the OS allows it), the linker that grants modules their imports, and a
+//! std thread that ticks the engine's epoch. Modules are compiled and type-checked against
+//! it once; every call then instantiates them cheaply from their `InstancePre`.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::linker;
+use super::module::ComponentCache;
+use super::sandbox::{CallState, RandomSource};
+
+/// Limits applied to each module on each call.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Most bytes one module's linear memory may grow to.
+    pub memory_bytes: usize,
+    /// Most CPU time one module may spend on one call (time it spends waiting on the host,
+    /// sleeping in a backoff or on the inner provider, does not count).
+    pub cpu_budget: Duration,
+    /// Most bytes of native stack wasm code may use.
+    pub wasm_stack_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_bytes: 64 << 20, cpu_budget: Duration::from_secs(1), wasm_stack_bytes: 512 << 10 }
+    }
+}
+
+/// Configures a [`Runtime`]: limits, pooling, the epoch tick and the random source.
+///
+/// ```no_run
+/// # fn main() -> Result<(), arcllm::runtime::RuntimeError> {
+/// let runtime = arcllm::runtime::Runtime::builder()
+///     .memory_limit(32 << 20)
+///     .cpu_budget(std::time::Duration::from_millis(200))
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RuntimeBuilder {
+    limits: Limits,
+    pooling: bool,
+    max_instances: u32,
+    epoch_tick: Duration,
+    random: RandomSource,
+}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        RuntimeBuilder {
+            limits: Limits::default(),
+            pooling: true,
+            max_instances: 4096,
+            epoch_tick: Duration::from_millis(5),
+            random: RandomSource::os(),
+        }
+    }
+}
+
+/// Why a [`Runtime`] could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not create the wasm engine: {0}")]
+    Engine(String),
+}
+
+impl RuntimeBuilder {
+    /// Most bytes one module's memory may grow to (default 64 MiB).
+    pub fn memory_limit(mut self, bytes: usize) -> Self {
+        self.limits.memory_bytes = bytes;
+        self
+    }
+    /// Most CPU time a module may spend on one call (default 1 s).
+    pub fn cpu_budget(mut self, budget: Duration) -> Self {
+        self.limits.cpu_budget = budget;
+        self
+    }
+    /// Most native stack wasm code may use (default 512 KiB).
+    pub fn wasm_stack_limit(mut self, bytes: usize) -> Self {
+        self.limits.wasm_stack_bytes = bytes;
+        self
+    }
+    /// Whether to use the pooling instance allocator (default on). It makes each call's
+    /// instantiation a few microseconds; without it every call maps fresh memory and stacks.
+    pub fn pooling(mut self, enabled: bool) -> Self {
+        self.pooling = enabled;
+        self
+    }
+    /// Module instances that may be alive at once with pooling: in-flight calls times
+    /// layers (default 4096).
+    pub fn max_instances(mut self, count: u32) -> Self {
+        self.max_instances = count;
+        self
+    }
+    /// How often the CPU budget is checked (default 5 ms).
+    pub fn epoch_tick(mut self, tick: Duration) -> Self {
+        self.epoch_tick = tick.max(Duration::from_micros(100));
+        self
+    }
+    /// Where modules' WASI randomness comes from (default: the OS). Tests pass a seeded
+    /// or constant source to make jitter reproducible.
+    pub fn random(mut self, source: RandomSource) -> Self {
+        self.random = source;
+        self
+    }
+
+    /// Creates the engine. When the pooling allocator cannot reserve its memory (a low
+    /// `ulimit -v`, say), falls back to on-demand allocation and logs a warning.
+    pub fn build(self) -> Result<Runtime, RuntimeError> {
+        let (engine, pooling) = if self.pooling {
+            match Engine::new(&self.config(true)) {
+                Ok(engine) => (engine, true),
+                Err(e) => {
+                    tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
+                    (self.engine_on_demand()?, false)
+                }
+            }
+        } else {
+            (self.engine_on_demand()?, false)
+        };
+        let linker = linker::build(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        spawn_epoch_ticker(&engine, self.epoch_tick);
+        let budget_ticks =
+            (self.limits.cpu_budget.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64;
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                engine,
+                linker,
+                limits: self.limits,
+                budget_ticks,
+                random: self.random,
+                pooling,
+                components: ComponentCache::default(),
+            }),
+        })
+    }
+
+    fn engine_on_demand(&self) -> Result<Engine, RuntimeError> {
+        Engine::new(&self.config(false)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
+    }
+
+    fn config(&self, pooling: bool) -> Config {
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(self.limits.wasm_stack_bytes)
+            // Host calls run on the fiber's stack too: leave room above the wasm limit.
+            .async_stack_size(self.limits.wasm_stack_bytes + (1 << 20));
+        if pooling {
+            let mut pool = PoolingAllocationConfig::default();
+            let n = self.max_instances;
+            pool.total_component_instances(n)
+                // A Rust component is a handful of core instances (its code plus the
+                // canonical-ABI shims wit-component adds).
+                .total_core_instances(n.saturating_mul(6))
+                .total_memories(n.saturating_mul(2))
+                .total_tables(n.saturating_mul(3))
+                .total_stacks(n)
+                .max_core_instances_per_component(16)
+                .max_memories_per_component(4)
+                .max_tables_per_component(8)
+                .max_memory_size(self.limits.memory_bytes);
+            // Reserve only what a module may use: the pool's slots are sized by this, and
+            // bounds checks stay explicit instead of relying on 4 GiB guard regions.
+            config
+                .memory_reservation(self.limits.memory_bytes as u64)
+                .memory_guard_size(64 << 10)
+                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        config
+    }
+}
+
+/// Ticks the engine's epoch from a plain thread (never a tokio task: a busy runtime would
+/// delay the very ticks meant to stop a busy module). Ends when the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new().name("arcllm-epoch".into()).spawn(move || loop {
+        std::thread::sleep(tick);
+        match weak.upgrade() {
+            Some(engine) => engine.increment_epoch(),
+            None => break,
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("could not start the epoch thread ({e}); module CPU budgets will not be enforced");
+    }
+}
+
+pub(crate) struct RuntimeInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<CallState>,
+    pub(crate) limits: Limits,
+    /// The CPU budget in epoch ticks.
+    pub(crate) budget_ticks: u64,
+    pub(crate) random: RandomSource,
+    pub(crate) pooling: bool,
+    pub(crate) components: ComponentCache,
+}
+
+/// A wasm runtime: the engine, the linker that grants modules their imports, and limits.
+/// Cheap to clone; share one per process ([`Runtime::shared`]).
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+impl Runtime {
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// The process-wide runtime with default settings, created on first use.
+    pub fn shared() -> Result<Runtime, RuntimeError> {
+        static SHARED: OnceLock<Runtime> = OnceLock::new();
+        if let Some(runtime) = SHARED.get() {
+            return Ok(runtime.clone());
+        }
+        let runtime = Runtime::builder().build()?;
+        Ok(SHARED.get_or_init(|| runtime).clone())
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Whether this runtime uses the pooling allocator.
+    pub fn pooling(&self) -> bool {
+        self.inner.pooling
+    }
+
+    /// How many compiled components are cached and alive (shared by identical bytes).
+    pub fn compiled_components(&self) -> usize {
+        self.inner.components.len()
+    }
+}

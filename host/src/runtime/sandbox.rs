@@ -1,0 +1,180 @@
+//! What one call's store holds, and the sandbox around each module in it.
+//!
+//! Every call gets a fresh `Store<CallState>` with one instance per layer: calls never
+//! share module state, so they never block each other, and a trapped instance dies with
+//! its call. Modules get a WASI context that grants nothing (no files, environment,
+//! arguments, sockets; stdio discarded), a memory cap, and a CPU budget enforced by epoch
+//! interruption.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::Middleware;
+use super::engine::RuntimeInner;
+use super::module::Module;
+use super::registry::Registry;
+use crate::provider::Provider;
+use crate::types::{Error, ErrorKind};
+
+/// Makes the random number generator a call's modules read from (WASI `random`).
+#[derive(Clone)]
+pub struct RandomSource(Arc<dyn Fn() -> Box<dyn wasmtime_wasi::Rng + Send> + Send + Sync>);
+
+impl RandomSource {
+    /// The operating system's randomness, through a per-call CSPRNG.
+    pub fn os() -> Self {
+        RandomSource(Arc::new(wasmtime_wasi::thread_rng))
+    }
+    /// The same byte sequence on every call, cycled: all zeros makes the retry module's
+    /// jitter zero, so its waits are exactly `base * 2^n`.
+    pub fn repeating(bytes: Vec<u8>) -> Self {
+        RandomSource(Arc::new(move || Box::new(wasmtime_wasi::Deterministic::new(bytes.clone()))))
+    }
+    /// Any generator, made afresh for each call.
+    pub fn custom(make: impl Fn() -> Box<dyn wasmtime_wasi::Rng + Send> + Send + Sync + 'static) -> Self {
+        RandomSource(Arc::new(make))
+    }
+    fn make(&self) -> Box<dyn wasmtime_wasi::Rng + Send> {
+        (self.0)()
+    }
+}
+
+/// The WASI monotonic clock, read from tokio's clock so that a module's notion of "now"
+/// agrees with its sleeps (which wasmtime-wasi runs on tokio timers). Under tokio's paused
+/// test clock, backoffs are then exact and take no real time.
+struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl HostMonotonicClock for TokioClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The data of one call's store.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    /// The chain's layers, outermost first.
+    pub(crate) layers: Arc<[Arc<Module>]>,
+    /// This call's instances of `layers`, filled in as they are created.
+    pub(crate) instances: Vec<Arc<Middleware>>,
+    /// What the innermost layer's `provider` import calls.
+    pub(crate) inner: Arc<dyn Provider>,
+    pub(crate) registry: Arc<dyn Registry>,
+    /// The layer whose code runs now: imports are attributed to it, CPU is charged to it.
+    pub(crate) current: usize,
+    /// Epoch ticks each layer has been seen running.
+    ticks: Vec<u64>,
+    budget_ticks: u64,
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl CallState {
+    pub(crate) fn new(
+        runtime: &RuntimeInner,
+        layers: Arc<[Arc<Module>]>,
+        inner: Arc<dyn Provider>,
+        registry: Arc<dyn Registry>,
+    ) -> Self {
+        let random = &runtime.random;
+        // Nothing is inherited: no env, args, preopens, network, and stdio is a sink.
+        let wasi = WasiCtxBuilder::new()
+            .monotonic_clock(TokioClock { origin: tokio::time::Instant::now() })
+            .secure_random(random.make())
+            .insecure_random(random.make())
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(runtime.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let n = layers.len();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limits,
+            layers,
+            instances: Vec::with_capacity(n),
+            inner,
+            registry,
+            current: 0,
+            ticks: vec![0; n],
+            budget_ticks: runtime.budget_ticks,
+        }
+    }
+
+    /// Called when the epoch deadline passes while wasm runs: charges a tick to the
+    /// running layer and stops it once its budget is spent. A module blocked on the host
+    /// (sleeping, waiting on the inner provider) runs no wasm and is not charged, however
+    /// long it waits.
+    pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        let layer = self.current;
+        let spent = &mut self.ticks[layer];
+        *spent += 1;
+        if *spent > self.budget_ticks {
+            return Err(wasmtime::Error::new(CpuBudgetExceeded));
+        }
+        // Let other calls run on this worker thread between slices.
+        Ok(UpdateDeadline::Yield(1))
+    }
+
+    /// Turns a trap (or any failure to run) in layer `index` into a `module` error that
+    /// names the module.
+    pub(crate) fn module_error(&self, index: usize, error: wasmtime::Error) -> Error {
+        module_error(&self.layers[index].name, error)
+    }
+}
+
+/// The CPU budget of a module was spent within one call.
+#[derive(Debug)]
+pub(crate) struct CpuBudgetExceeded;
+
+impl std::fmt::Display for CpuBudgetExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("exceeded its CPU budget")
+    }
+}
+
+impl std::error::Error for CpuBudgetExceeded {}
+
+/// A `module` error naming `module`, with the trap's cause in words.
+pub(crate) fn module_error(module: &str, error: wasmtime::Error) -> Error {
+    let reason = if error.downcast_ref::<CpuBudgetExceeded>().is_some() {
+        "exceeded its CPU budget for one call (runaway loop?)".to_string()
+    } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
+        match trap {
+            wasmtime::Trap::UnreachableCodeReached => {
+                "trapped: unreachable executed (a panic or abort)".into()
+            }
+            wasmtime::Trap::StackOverflow => "trapped: stack overflow".into(),
+            wasmtime::Trap::Interrupt => "was interrupted".into(),
+            other => format!("trapped: {other}"),
+        }
+    } else {
+        let text = format!("{error:#}");
+        if text.contains("forcing trap when growing memory")
+            || text.contains("memory") && text.contains("limit")
+        {
+            format!("exceeded its memory limit: {text}")
+        } else {
+            format!("failed: {text}")
+        }
+    };
+    Error::new(ErrorKind::Module, module, format!("module `{module}` {reason}"))
+}

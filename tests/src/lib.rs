@@ -1,0 +1,185 @@
+//! Shared parts of the end-to-end tests: a scripted in-process provider, a request that
+//! uses every field of the data model, and helpers to load the built-in modules.
+
+pub mod http;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use arcllm::runtime::{Module, ModuleSource, Runtime};
+use arcllm::types::*;
+use arcllm::Provider;
+use async_trait::async_trait;
+
+/// One recorded call to a [`ScriptedProvider`].
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub request: Request,
+    /// tokio's clock at the call (paused in retry tests, so the gaps are the exact waits).
+    pub at: tokio::time::Instant,
+}
+
+/// A provider that answers from a script (then repeats its fallback answer) and records
+/// every request it gets, with the time it got it.
+pub struct ScriptedProvider {
+    name: String,
+    model: String,
+    script: Mutex<VecDeque<Result<Response, Error>>>,
+    otherwise: Result<Response, Error>,
+    calls: Mutex<Vec<Call>>,
+}
+
+impl ScriptedProvider {
+    /// Always answers `sample_response()`.
+    pub fn ok(name: &str) -> Arc<Self> {
+        Self::scripted(name, vec![], Ok(sample_response(name)))
+    }
+
+    /// Always fails with `error`.
+    pub fn failing(name: &str, error: Error) -> Arc<Self> {
+        Self::scripted(name, vec![], Err(error))
+    }
+
+    /// Answers `script` in order, then `otherwise` forever.
+    pub fn scripted(name: &str, script: Vec<Result<Response, Error>>, otherwise: Result<Response, Error>) -> Arc<Self> {
+        Arc::new(ScriptedProvider {
+            name: name.to_string(),
+            model: format!("{name}-model"),
+            script: Mutex::new(script.into()),
+            otherwise,
+            calls: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    pub fn call_count(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+
+    /// Seconds between consecutive calls.
+    pub fn gaps(&self) -> Vec<f64> {
+        let calls = self.calls();
+        calls.windows(2).map(|w| (w[1].at - w[0].at).as_secs_f64()).collect()
+    }
+}
+
+#[async_trait]
+impl Provider for ScriptedProvider {
+    async fn invoke(&self, request: Request) -> Result<Response, Error> {
+        self.calls.lock().unwrap().push(Call { request, at: tokio::time::Instant::now() });
+        let next = self.script.lock().unwrap().pop_front();
+        next.unwrap_or_else(|| self.otherwise.clone())
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn model_name(&self) -> &str {
+        &self.model
+    }
+    async fn validate_config(&self) -> Result<(), Error> {
+        if self.name.starts_with("invalid") {
+            Err(Error::config(&self.name, "test provider configured as invalid"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// An `api` error with `status` from `provider`.
+pub fn api_error(provider: &str, status: u16) -> Error {
+    Error { body: Some(format!("{{\"error\":\"status {status}\"}}")), ..Error::api(provider, status, format!("HTTP {status}")) }
+}
+
+/// An error of `kind` (not `api`) from `provider`.
+pub fn error_of(kind: ErrorKind, provider: &str) -> Error {
+    Error::new(kind, provider, format!("{kind} failure"))
+}
+
+/// A response that fills every field of the data model.
+pub fn sample_response(provider: &str) -> Response {
+    Response {
+        content: Some(format!("hello from {provider} — ünïcødé ✓")),
+        tool_calls: vec![ToolCall { id: "call_1".into(), name: "search".into(), arguments: r#"{"q":"rust"}"#.into() }],
+        usage: Usage {
+            input_tokens: 12,
+            output_tokens: 34,
+            total_tokens: 46,
+            cache_read_tokens: Some(5),
+            cache_write_tokens: Some(6),
+            reasoning_tokens: Some(7),
+        },
+        model: format!("{provider}-model"),
+        stop_reason: StopReason::ToolUse,
+        thinking: Some("thinking it over".into()),
+        metadata: vec![("adapter.request_id".into(), "req-123".into())],
+    }
+}
+
+/// A request that uses every field of the data model: every role, every content block,
+/// tools, and every option.
+pub fn full_request() -> Request {
+    Request {
+        messages: vec![
+            Message::system("You are terse."),
+            Message::user("What is in this picture? Also search for rust."),
+            Message {
+                role: Role::User,
+                content: Content::Blocks(vec![
+                    ContentBlock::Text("look:".into()),
+                    ContentBlock::Image(Image { media_type: "image/png".into(), data: "iVBORw0KGgo=".into() }),
+                ]),
+            },
+            Message {
+                role: Role::Assistant,
+                content: Content::Blocks(vec![
+                    ContentBlock::Text("Searching.".into()),
+                    ContentBlock::ToolUse(ToolUse {
+                        id: "toolu_1".into(),
+                        name: "search".into(),
+                        arguments: r#"{"q":"rust"}"#.into(),
+                    }),
+                ]),
+            },
+            Message {
+                role: Role::Tool,
+                content: Content::Blocks(vec![ContentBlock::ToolResult(ToolResult {
+                    tool_use_id: "toolu_1".into(),
+                    content: "Rust is a language.".into(),
+                    is_error: false,
+                })]),
+            },
+        ],
+        tools: vec![ToolDefinition {
+            name: "search".into(),
+            description: "Search the web".into(),
+            parameters: r#"{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}"#.into(),
+        }],
+        options: Options {
+            max_tokens: Some(256),
+            temperature: Some(0.25),
+            stop_sequences: vec!["STOP".into()],
+            extra: Some(r#"{"top_p":0.9}"#.into()),
+        },
+    }
+}
+
+/// Loads the built-in module `name` with `config`; panics with the load error.
+pub async fn builtin(runtime: &Runtime, name: &str, config: serde_json::Value) -> Arc<Module> {
+    let bytes = arcllm::builtin::get(name).unwrap_or_else(|| panic!("no built-in module {name}"));
+    runtime
+        .load_module(name, ModuleSource::Builtin, bytes.to_vec(), &config)
+        .await
+        .unwrap_or_else(|e| panic!("loading built-in {name}: {e}"))
+}
+
+/// The test fixture modules, compiled by `tests/build.rs`.
+pub mod fixtures {
+    pub const TAG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_tag.wasm"));
+    pub const SPIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_spin.wasm"));
+    pub const TRAP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_trap.wasm"));
+    pub const MEMBOMB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_membomb.wasm"));
+    pub const READS_FILES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_reads_files.wasm"));
+}
