@@ -183,3 +183,41 @@ pub mod fixtures {
     pub const MEMBOMB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_membomb.wasm"));
     pub const READS_FILES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_reads_files.wasm"));
 }
+
+/// Captures what modules log (through the host's `tracing`) on the current thread.
+pub mod logs {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        }
+    }
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Installs a subscriber for this thread (use a current-thread tokio test) and returns
+    /// the buffer it writes to, and the guard that keeps it installed.
+    pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+}

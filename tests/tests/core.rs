@@ -254,10 +254,14 @@ async fn a_bad_configuration_table_is_refused_at_load() {
 #[tokio::test]
 async fn identical_bytes_compile_once() {
     let rt = Runtime::builder().build().unwrap();
-    let a = builtin(&rt, "passthrough", json!({})).await;
-    let b = builtin(&rt, "passthrough", json!({})).await;
+    let config = json!({"tag": "x"});
+    let load = || rt.load_module("tag", ModuleSource::Bytes, fixtures::TAG.to_vec(), &config);
+    let (a, b) = (load().await.unwrap(), load().await.unwrap());
     assert_eq!(a.digest(), b.digest());
     assert_eq!(rt.compiled_components(), 1);
     drop((a, b));
-    assert_eq!(rt.compiled_components(), 0, "unused components are freed");
+    assert_eq!(rt.compiled_components(), 0, "unused third-party components are freed");
+    let retry = builtin(&rt, "retry", json!({})).await;
+    drop(retry);
+    assert_eq!(rt.compiled_components(), 1, "built-ins stay compiled");
 }

@@ -237,10 +237,11 @@ impl ProviderConfig {
         let p = &self.provider;
         check_base_url(&p.base_url).map_err(|message| self.invalid("provider.base_url", message))?;
         match &p.api_key_env {
+            // The value is not echoed: a pasted key is the likeliest invalid name.
             Some(env) if !valid_env_name(env) => {
                 return Err(self.invalid(
                     "provider.api_key_env",
-                    format!("`{env}` is not an environment variable name (letters, digits and _, not starting with a digit)"),
+                    "must name an environment variable (letters, digits and _, not starting with a digit), not hold the key itself",
                 ))
             }
             None if p.api_key_required => {

@@ -9,7 +9,7 @@ use super::bindings::Middleware;
 use super::engine::Runtime;
 use super::module::Module;
 use super::registry::{EmptyRegistry, Registry};
-use super::sandbox::CallState;
+use super::sandbox::{CallState, RandomSource};
 use crate::provider::Provider;
 use crate::types::{Error, Request, Response};
 
@@ -23,17 +23,31 @@ pub struct Chain {
     layers: Arc<[Arc<Module>]>,
     inner: Arc<dyn Provider>,
     registry: Arc<dyn Registry>,
+    random: RandomSource,
 }
 
 impl Chain {
     /// Stacks `modules` (outermost first) around `inner`.
     pub fn new(runtime: Runtime, modules: Vec<Arc<Module>>, inner: Arc<dyn Provider>) -> Self {
-        Chain { runtime, layers: modules.into(), inner, registry: Arc::new(EmptyRegistry) }
+        Chain {
+            runtime,
+            layers: modules.into(),
+            inner,
+            registry: Arc::new(EmptyRegistry),
+            random: RandomSource::os(),
+        }
     }
 
     /// The registry that serves the modules' `arc:llm/registry` import (fallback targets).
     pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = registry;
+        self
+    }
+
+    /// Where the modules' WASI randomness comes from (default: the OS). Tests pass a
+    /// constant source to make the retry module's jitter exact.
+    pub fn with_random(mut self, random: RandomSource) -> Self {
+        self.random = random;
         self
     }
 
@@ -54,6 +68,7 @@ impl Chain {
             self.layers.clone(),
             self.inner.clone(),
             self.registry.clone(),
+            &self.random,
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);

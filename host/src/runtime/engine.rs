@@ -13,7 +13,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::linker;
 use super::module::ComponentCache;
-use super::sandbox::{CallState, RandomSource};
+use super::sandbox::CallState;
 
 /// Limits applied to each module on each call.
 #[derive(Clone, Debug)]
@@ -33,7 +33,7 @@ impl Default for Limits {
     }
 }
 
-/// Configures a [`Runtime`]: limits, pooling, the epoch tick and the random source.
+/// Configures a [`Runtime`]: limits, pooling and the epoch tick.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), arcllm::runtime::RuntimeError> {
@@ -49,7 +49,6 @@ pub struct RuntimeBuilder {
     pooling: bool,
     max_instances: u32,
     epoch_tick: Duration,
-    random: RandomSource,
 }
 
 impl Default for RuntimeBuilder {
@@ -59,7 +58,6 @@ impl Default for RuntimeBuilder {
             pooling: true,
             max_instances: 4096,
             epoch_tick: Duration::from_millis(5),
-            random: RandomSource::os(),
         }
     }
 }
@@ -104,13 +102,6 @@ impl RuntimeBuilder {
         self.epoch_tick = tick.max(Duration::from_micros(100));
         self
     }
-    /// Where modules' WASI randomness comes from (default: the OS). Tests pass a seeded
-    /// or constant source to make jitter reproducible.
-    pub fn random(mut self, source: RandomSource) -> Self {
-        self.random = source;
-        self
-    }
-
     /// Creates the engine. When the pooling allocator cannot reserve its memory (a low
     /// `ulimit -v`, say), falls back to on-demand allocation and logs a warning.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
@@ -135,7 +126,6 @@ impl RuntimeBuilder {
                 linker,
                 limits: self.limits,
                 budget_ticks,
-                random: self.random,
                 pooling,
                 components: ComponentCache::default(),
             }),
@@ -201,7 +191,6 @@ pub(crate) struct RuntimeInner {
     pub(crate) limits: Limits,
     /// The CPU budget in epoch ticks.
     pub(crate) budget_ticks: u64,
-    pub(crate) random: RandomSource,
     pub(crate) pooling: bool,
     pub(crate) components: ComponentCache,
 }

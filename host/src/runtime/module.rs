@@ -68,29 +68,45 @@ pub(crate) struct Compiled {
 
 /// Compiled components by content hash, so that loading the same bytes again (a reload of
 /// an unchanged file, the same module under two configurations) costs a hash, not a
-/// compile. Entries are weak: a component no chain uses any more is freed.
+/// compile. Third-party components are held weakly: one that no chain uses any more is
+/// freed. Built-in ones are few and embedded in the binary anyway, so they stay compiled.
 #[derive(Default)]
 pub(crate) struct ComponentCache {
-    entries: Mutex<HashMap<[u8; 32], Weak<Compiled>>>,
+    entries: Mutex<HashMap<[u8; 32], Entry>>,
+}
+
+enum Entry {
+    Pinned(Arc<Compiled>),
+    Weak(Weak<Compiled>),
+}
+
+impl Entry {
+    fn get(&self) -> Option<Arc<Compiled>> {
+        match self {
+            Entry::Pinned(compiled) => Some(compiled.clone()),
+            Entry::Weak(weak) => weak.upgrade(),
+        }
+    }
 }
 
 impl ComponentCache {
     fn get(&self, digest: &[u8; 32]) -> Option<Arc<Compiled>> {
-        self.lock().get(digest).and_then(Weak::upgrade)
+        self.lock().get(digest).and_then(Entry::get)
     }
 
-    fn insert(&self, compiled: &Arc<Compiled>) {
+    fn insert(&self, compiled: &Arc<Compiled>, pinned: bool) {
         let mut entries = self.lock();
-        entries.retain(|_, weak| weak.strong_count() > 0);
-        entries.insert(compiled.digest, Arc::downgrade(compiled));
+        entries.retain(|_, entry| entry.get().is_some());
+        let entry = if pinned { Entry::Pinned(compiled.clone()) } else { Entry::Weak(Arc::downgrade(compiled)) };
+        entries.insert(compiled.digest, entry);
     }
 
     /// How many compiled components are alive.
     pub(crate) fn len(&self) -> usize {
-        self.lock().values().filter(|weak| weak.strong_count() > 0).count()
+        self.lock().values().filter(|entry| entry.get().is_some()).count()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Weak<Compiled>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Entry>> {
         self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -199,7 +215,7 @@ impl Runtime {
             None => {
                 let compiled =
                     self.compile(bytes, digest).await.map_err(|e| e.into_load_error(name, &source))?;
-                self.inner.components.insert(&compiled);
+                self.inner.components.insert(&compiled, source == ModuleSource::Builtin);
                 compiled
             }
         };

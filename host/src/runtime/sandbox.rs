@@ -89,8 +89,8 @@ impl CallState {
         layers: Arc<[Arc<Module>]>,
         inner: Arc<dyn Provider>,
         registry: Arc<dyn Registry>,
+        random: &RandomSource,
     ) -> Self {
-        let random = &runtime.random;
         // Nothing is inherited: no env, args, preopens, network, and stdio is a sink.
         let wasi = WasiCtxBuilder::new()
             .monotonic_clock(TokioClock { origin: tokio::time::Instant::now() })
