@@ -12,6 +12,7 @@ use arcllm::providers::{ProviderCatalog, ProviderConfig};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::full_request;
+use std::io::Write;
 use std::sync::Arc;
 
 struct Mocks {
@@ -24,7 +25,10 @@ fn mocks(test: &str) -> Option<Mocks> {
     match (var("ARCLLM_PRISM_OPENAI"), var("ARCLLM_PRISM_ANTHROPIC")) {
         (Some(openai), Some(anthropic)) => Some(Mocks { openai, anthropic }),
         _ => {
-            eprintln!(
+            // Straight to stderr: libtest captures `eprintln!` of passing tests, and a skip
+            // must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
                 "conformance skipped ({test}): ARCLLM_PRISM_OPENAI/ARCLLM_PRISM_ANTHROPIC not set (start ../shared/tools/prism-mock.sh and export them; .ci/run does)"
             );
             None
