@@ -10,9 +10,12 @@
 
 pub mod adapters;
 pub mod builtin;
+pub mod config;
+pub mod model;
 pub mod provider;
 pub mod providers;
 pub mod runtime;
 pub mod types;
 
+pub use model::{load_model, BuildError, Model, ModelBuilder, Setting};
 pub use provider::Provider;

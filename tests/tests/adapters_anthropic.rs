@@ -80,7 +80,11 @@ async fn every_part_of_the_answer_is_mapped_back() {
     let response = provider_at(FORMAT, &server.url, "").invoke(full_request()).await.expect("invoke");
     let expected = Response {
         content: Some("Here you go: ünïcødé ✓".into()),
-        tool_calls: vec![ToolCall { id: "toolu_2".into(), name: "search".into(), arguments: r#"{"n":2,"q":"wasm"}"#.into() }],
+        tool_calls: vec![ToolCall {
+            id: "toolu_2".into(),
+            name: "search".into(),
+            arguments: r#"{"n":2,"q":"wasm"}"#.into(),
+        }],
         usage: Usage {
             input_tokens: 100,
             output_tokens: 20,
@@ -109,7 +113,10 @@ async fn stop_reasons_map_one_to_one() {
     ];
     for (vendor, expected) in cases {
         let server = MockServer::start(Canned::json(answer(json!(vendor)))).await;
-        let response = provider_at(FORMAT, &server.url, "").invoke(Request::new(vec![Message::user("hi")])).await.expect("invoke");
+        let response = provider_at(FORMAT, &server.url, "")
+            .invoke(Request::new(vec![Message::user("hi")]))
+            .await
+            .expect("invoke");
         assert_eq!(response.stop_reason, expected, "stop_reason {vendor}");
         assert_eq!(response.metadata_value("adapter.stop_reason"), None, "stop_reason {vendor}");
     }
@@ -119,7 +126,10 @@ async fn stop_reasons_map_one_to_one() {
 async fn unknown_or_missing_stop_reason_is_kept_in_metadata() {
     for (vendor, raw) in [(json!("pause_turn"), "pause_turn"), (json!(null), "null")] {
         let server = MockServer::start(Canned::json(answer(vendor))).await;
-        let response = provider_at(FORMAT, &server.url, "").invoke(Request::new(vec![Message::user("hi")])).await.expect("invoke");
+        let response = provider_at(FORMAT, &server.url, "")
+            .invoke(Request::new(vec![Message::user("hi")]))
+            .await
+            .expect("invoke");
         assert_eq!(response.stop_reason, StopReason::EndTurn);
         assert_eq!(response.metadata_value("adapter.stop_reason"), Some(raw));
     }
@@ -128,13 +138,23 @@ async fn unknown_or_missing_stop_reason_is_kept_in_metadata() {
 #[tokio::test]
 async fn plain_answer_without_cache_counts() {
     let server = MockServer::start(Canned::json(answer(json!("end_turn")))).await;
-    let response = provider_at(FORMAT, &server.url, "").invoke(Request::new(vec![Message::user("hi")])).await.expect("invoke");
+    let response = provider_at(FORMAT, &server.url, "")
+        .invoke(Request::new(vec![Message::user("hi")]))
+        .await
+        .expect("invoke");
     assert_eq!(response.content.as_deref(), Some("ok"));
     assert!(response.tool_calls.is_empty());
     assert_eq!(response.thinking, None);
     assert_eq!(
         response.usage,
-        Usage { input_tokens: 3, output_tokens: 1, total_tokens: 4, cache_read_tokens: None, cache_write_tokens: None, reasoning_tokens: None }
+        Usage {
+            input_tokens: 3,
+            output_tokens: 1,
+            total_tokens: 4,
+            cache_read_tokens: None,
+            cache_write_tokens: None,
+            reasoning_tokens: None
+        }
     );
     assert!(response.metadata.is_empty(), "{:?}", response.metadata);
 }
@@ -143,7 +163,10 @@ async fn plain_answer_without_cache_counts() {
 async fn defaults_come_from_the_model_then_the_provider() {
     let server = MockServer::start(Canned::json(answer(json!("end_turn")))).await;
     let extra = "default_temperature = 0.6\n[models.test-model]\nmax_output_tokens = 1234\n";
-    provider_at(FORMAT, &server.url, extra).invoke(Request::new(vec![Message::user("hi")])).await.expect("invoke");
+    provider_at(FORMAT, &server.url, extra)
+        .invoke(Request::new(vec![Message::user("hi")]))
+        .await
+        .expect("invoke");
     let body = server.only_request().json;
     assert_eq!(body["max_tokens"], json!(1234));
     assert_eq!(body["temperature"], json!(0.6));
@@ -156,7 +179,10 @@ async fn defaults_come_from_the_model_then_the_provider() {
 #[tokio::test]
 async fn without_model_settings_max_tokens_is_4096_and_temperature_is_omitted() {
     let server = MockServer::start(Canned::json(answer(json!("end_turn")))).await;
-    provider_at(FORMAT, &server.url, "").invoke(Request::new(vec![Message::user("hi")])).await.expect("invoke");
+    provider_at(FORMAT, &server.url, "")
+        .invoke(Request::new(vec![Message::user("hi")]))
+        .await
+        .expect("invoke");
     let body = server.only_request().json;
     assert_eq!(body["max_tokens"], json!(4096));
     assert_eq!(body.get("temperature"), None);
@@ -170,13 +196,24 @@ async fn system_messages_are_joined_and_tool_errors_flagged() {
         Message::user("hi"),
         Message {
             role: Role::System,
-            content: Content::Blocks(vec![ContentBlock::Text("Second".into()), ContentBlock::Text("rule.".into())]),
+            content: Content::Blocks(vec![
+                ContentBlock::Text("Second".into()),
+                ContentBlock::Text("rule.".into()),
+            ]),
         },
         Message {
             role: Role::Tool,
             content: Content::Blocks(vec![
-                ContentBlock::ToolResult(ToolResult { tool_use_id: "t1".into(), content: "boom".into(), is_error: true }),
-                ContentBlock::ToolResult(ToolResult { tool_use_id: "t2".into(), content: "fine".into(), is_error: false }),
+                ContentBlock::ToolResult(ToolResult {
+                    tool_use_id: "t1".into(),
+                    content: "boom".into(),
+                    is_error: true,
+                }),
+                ContentBlock::ToolResult(ToolResult {
+                    tool_use_id: "t2".into(),
+                    content: "fine".into(),
+                    is_error: false,
+                }),
             ]),
         },
     ]);
@@ -233,7 +270,11 @@ async fn requests_that_cannot_be_encoded_fail_before_sending() {
     assert!(error.message.contains("options.extra"), "{error}");
 
     let mut bad_schema = Request::new(vec![Message::user("hi")]);
-    bad_schema.tools.push(ToolDefinition { name: "broken".into(), description: String::new(), parameters: "nope".into() });
+    bad_schema.tools.push(ToolDefinition {
+        name: "broken".into(),
+        description: String::new(),
+        parameters: "nope".into(),
+    });
     let error = provider.invoke(bad_schema).await.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Parse);
     assert!(error.message.contains("broken"), "{error}");

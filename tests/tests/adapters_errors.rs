@@ -52,7 +52,8 @@ async fn every_error_status_is_an_api_error_with_the_vendor_message() {
 #[tokio::test]
 async fn a_non_json_error_body_still_gives_status_and_excerpt() {
     let html = "<html><body>502 Bad Gateway</body></html>";
-    let error = error_from("openai-chat", Canned::status(502, html).header("content-type", "text/html"), "").await;
+    let error =
+        error_from("openai-chat", Canned::status(502, html).header("content-type", "text/html"), "").await;
     assert_eq!(error.kind, ErrorKind::Api);
     assert_eq!(error.status, Some(502));
     assert_eq!(error.message, "HTTP 502 Bad Gateway");
@@ -63,11 +64,14 @@ async fn a_non_json_error_body_still_gives_status_and_excerpt() {
     assert_eq!(error.body, None);
 }
 
+/// Response headers, and the inclusive range `retry_after_ms` must fall in (`None`: unset).
+type RetryCase<'a> = (Vec<(&'a str, &'a str)>, Option<(u64, u64)>);
+
 #[tokio::test]
 async fn every_retry_after_form_is_understood() {
     let in_30s = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
     let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(3600));
-    let cases: Vec<(Vec<(&str, &str)>, Option<(u64, u64)>)> = vec![
+    let cases: Vec<RetryCase> = vec![
         (vec![("retry-after-ms", "1500")], Some((1500, 1500))),
         (vec![("retry-after-ms", "12.2")], Some((13, 13))),
         (vec![("retry-after", "2")], Some((2000, 2000))),
@@ -90,7 +94,9 @@ async fn every_retry_after_form_is_understood() {
             let error = error_from(format, reply, "").await;
             assert_eq!(error.status, Some(429));
             match (expected, error.retry_after_ms) {
-                (Some((low, high)), Some(ms)) => assert!((*low..=*high).contains(&ms), "{format} {headers:?}: {ms}"),
+                (Some((low, high)), Some(ms)) => {
+                    assert!((*low..=*high).contains(&ms), "{format} {headers:?}: {ms}")
+                }
                 (None, None) => {}
                 (expected, got) => panic!("{format} {headers:?}: expected {expected:?}, got {got:?}"),
             }
@@ -102,7 +108,10 @@ async fn every_retry_after_form_is_understood() {
 fn retry_after_parsing_is_exact_against_a_fixed_clock() {
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let mut headers = HeaderMap::new();
-    headers.insert("retry-after", HeaderValue::from_str(&httpdate::fmt_http_date(now + Duration::from_secs(42))).unwrap());
+    headers.insert(
+        "retry-after",
+        HeaderValue::from_str(&httpdate::fmt_http_date(now + Duration::from_secs(42))).unwrap(),
+    );
     assert_eq!(retry_after_ms(&headers, now), Some(42_000));
     headers.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
     assert_eq!(retry_after_ms(&headers, now), Some(0), "a date in the past means: now");
@@ -115,8 +124,11 @@ fn retry_after_parsing_is_exact_against_a_fixed_clock() {
 #[tokio::test]
 async fn x_should_retry_is_passed_on_as_a_hint() {
     for format in FORMATS {
-        for (value, expected) in [("true", Some(true)), ("false", Some(false)), ("TRUE", Some(true)), ("maybe", None)] {
-            let error = error_from(format, Canned::status(500, "{}").header("x-should-retry", value), "").await;
+        for (value, expected) in
+            [("true", Some(true)), ("false", Some(false)), ("TRUE", Some(true)), ("maybe", None)]
+        {
+            let error =
+                error_from(format, Canned::status(500, "{}").header("x-should-retry", value), "").await;
             assert_eq!(error.should_retry, expected, "{format} x-should-retry: {value}");
         }
         // The hint travels on any status, including ones that would not normally be retried.
@@ -138,7 +150,11 @@ async fn long_bodies_are_cut_to_500_characters_on_a_char_boundary() {
     let excerpt_text = error.body.expect("body excerpt");
     assert_eq!(excerpt_text.chars().count(), 500);
     assert!(body.starts_with(&excerpt_text));
-    assert!(error.message.chars().count() <= 560, "message is bounded: {} chars", error.message.chars().count());
+    assert!(
+        error.message.chars().count() <= 560,
+        "message is bounded: {} chars",
+        error.message.chars().count()
+    );
 
     assert_eq!(excerpt("short"), "short");
     assert_eq!(excerpt(&"é".repeat(501)).chars().count(), 500);
@@ -182,7 +198,8 @@ async fn a_server_that_hangs_past_the_timeout_is_a_timeout() {
 
 #[tokio::test]
 async fn a_body_that_stalls_past_the_timeout_is_a_timeout() {
-    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n".to_string();
+    let head =
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n".to_string();
     let url = raw_server(head, b"{\"id\":".to_vec(), Some(Duration::from_secs(30))).await;
     let provider = provider_at("openai-chat", &url, "timeout_seconds = 0.5");
     let started = Instant::now();
@@ -194,7 +211,8 @@ async fn a_body_that_stalls_past_the_timeout_is_a_timeout() {
 #[tokio::test]
 async fn a_connection_closed_mid_body_is_a_connection_error() {
     for format in FORMATS {
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n".to_string();
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n".to_string();
         let url = raw_server(head, br#"{"id":"msg_1","content":[{"type":"te"#.to_vec(), None).await;
         let error = provider_at(format, &url, "").invoke(hi()).await.unwrap_err();
         assert_eq!(error.kind, ErrorKind::Connection, "{format}: {error}");
@@ -274,4 +292,18 @@ async fn the_api_key_never_reaches_an_error() {
         assert_eq!(error.kind, ErrorKind::Parse);
     }
     assert_eq!(format!("{:?}", ApiKey::new(TEST_KEY)), "ApiKey(***)");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_so_the_key_stays_home() {
+    for format in FORMATS {
+        let elsewhere = MockServer::start(Canned::json(anthropic_ok())).await;
+        let location = format!("{}/v1/messages", elsewhere.url);
+        let error = error_from(format, Canned::status(307, "").header("location", &location), "").await;
+        assert_eq!((error.kind, error.status), (ErrorKind::Api, Some(307)), "{format}: {error}");
+        assert!(
+            elsewhere.requests().is_empty(),
+            "{format}: the request (and its key) went to the redirect target"
+        );
+    }
 }

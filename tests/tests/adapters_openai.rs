@@ -89,7 +89,11 @@ async fn every_part_of_the_answer_is_mapped_back() {
         content: Some("Calling tools — ünïcødé ✓".into()),
         tool_calls: vec![
             ToolCall { id: "call_1".into(), name: "search".into(), arguments: r#"{"q":"rust"}"#.into() },
-            ToolCall { id: "call_2".into(), name: "fetch".into(), arguments: r#"{"url":"https://example.com"}"#.into() },
+            ToolCall {
+                id: "call_2".into(),
+                name: "fetch".into(),
+                arguments: r#"{"url":"https://example.com"}"#.into(),
+            },
         ],
         usage: Usage {
             input_tokens: 100,
@@ -122,7 +126,9 @@ async fn finish_reasons_map_one_to_one() {
         assert_eq!(response.stop_reason, expected, "finish_reason {vendor}");
         assert_eq!(response.metadata_value("adapter.stop_reason"), None);
     }
-    let server = MockServer::start(Canned::json(answer(json!({"role": "assistant", "content": "x"}), json!(null)))).await;
+    let server =
+        MockServer::start(Canned::json(answer(json!({"role": "assistant", "content": "x"}), json!(null))))
+            .await;
     let response = provider_at(FORMAT, &server.url, "").invoke(hi()).await.expect("invoke");
     assert_eq!(response.stop_reason, StopReason::EndTurn);
     assert_eq!(response.metadata_value("adapter.stop_reason"), Some("null"));
@@ -138,7 +144,14 @@ async fn plain_answer_and_absent_usage_details() {
     assert_eq!(response.thinking, None);
     assert_eq!(
         response.usage,
-        Usage { input_tokens: 3, output_tokens: 1, total_tokens: 4, cache_read_tokens: None, cache_write_tokens: None, reasoning_tokens: None }
+        Usage {
+            input_tokens: 3,
+            output_tokens: 1,
+            total_tokens: 4,
+            cache_read_tokens: None,
+            cache_write_tokens: None,
+            reasoning_tokens: None
+        }
     );
 }
 
@@ -157,8 +170,21 @@ async fn compatible_server_variants_are_understood() {
     assert_eq!(response.content, None);
     assert_eq!(response.model, "test-model", "the requested model stands in for a missing one");
     assert_eq!(response.thinking.as_deref(), Some("hmm"));
-    assert_eq!(response.tool_calls, vec![ToolCall { id: "c1".into(), name: "f".into(), arguments: r#"{"a":1}"#.into() }]);
-    assert_eq!(response.usage, Usage { input_tokens: 0, output_tokens: 0, total_tokens: 0, cache_read_tokens: None, cache_write_tokens: None, reasoning_tokens: None });
+    assert_eq!(
+        response.tool_calls,
+        vec![ToolCall { id: "c1".into(), name: "f".into(), arguments: r#"{"a":1}"#.into() }]
+    );
+    assert_eq!(
+        response.usage,
+        Usage {
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            cache_read_tokens: None,
+            cache_write_tokens: None,
+            reasoning_tokens: None
+        }
+    );
 
     let deepseek = json!({
         "model": "deepseek-chat",
@@ -206,25 +232,44 @@ async fn tool_results_become_one_tool_message_each() {
             role: Role::Assistant,
             content: Content::Blocks(vec![
                 ContentBlock::ToolUse(ToolUse { id: "c1".into(), name: "a".into(), arguments: "{}".into() }),
-                ContentBlock::ToolUse(ToolUse { id: "c2".into(), name: "b".into(), arguments: r#"{"x":1}"#.into() }),
+                ContentBlock::ToolUse(ToolUse {
+                    id: "c2".into(),
+                    name: "b".into(),
+                    arguments: r#"{"x":1}"#.into(),
+                }),
             ]),
         },
         Message {
             role: Role::Tool,
             content: Content::Blocks(vec![
-                ContentBlock::ToolResult(ToolResult { tool_use_id: "c1".into(), content: "one".into(), is_error: false }),
-                ContentBlock::ToolResult(ToolResult { tool_use_id: "c2".into(), content: "failed".into(), is_error: true }),
+                ContentBlock::ToolResult(ToolResult {
+                    tool_use_id: "c1".into(),
+                    content: "one".into(),
+                    is_error: false,
+                }),
+                ContentBlock::ToolResult(ToolResult {
+                    tool_use_id: "c2".into(),
+                    content: "failed".into(),
+                    is_error: true,
+                }),
             ]),
         },
         Message {
             role: Role::User,
             content: Content::Blocks(vec![
-                ContentBlock::ToolResult(ToolResult { tool_use_id: "c3".into(), content: "late".into(), is_error: false }),
+                ContentBlock::ToolResult(ToolResult {
+                    tool_use_id: "c3".into(),
+                    content: "late".into(),
+                    is_error: false,
+                }),
                 ContentBlock::Text("and".into()),
                 ContentBlock::Text("more".into()),
             ]),
         },
-        Message { role: Role::Assistant, content: Content::Blocks(vec![ContentBlock::Text("a".into()), ContentBlock::Text("b".into())]) },
+        Message {
+            role: Role::Assistant,
+            content: Content::Blocks(vec![ContentBlock::Text("a".into()), ContentBlock::Text("b".into())]),
+        },
     ]);
     provider_at(FORMAT, &server.url, "").invoke(request).await.expect("invoke");
     assert_eq!(
@@ -251,21 +296,32 @@ async fn requests_that_cannot_be_encoded_fail_before_sending() {
         (
             Message {
                 role: Role::Assistant,
-                content: Content::Blocks(vec![ContentBlock::ToolUse(ToolUse { id: "call_bad".into(), name: "f".into(), arguments: "[1]".into() })]),
+                content: Content::Blocks(vec![ContentBlock::ToolUse(ToolUse {
+                    id: "call_bad".into(),
+                    name: "f".into(),
+                    arguments: "[1]".into(),
+                })]),
             },
             "call_bad",
         ),
         (
             Message {
                 role: Role::User,
-                content: Content::Blocks(vec![ContentBlock::ToolUse(ToolUse { id: "call_user".into(), name: "f".into(), arguments: "{}".into() })]),
+                content: Content::Blocks(vec![ContentBlock::ToolUse(ToolUse {
+                    id: "call_user".into(),
+                    name: "f".into(),
+                    arguments: "{}".into(),
+                })]),
             },
             "call_user",
         ),
         (
             Message {
                 role: Role::Assistant,
-                content: Content::Blocks(vec![ContentBlock::Image(Image { media_type: "image/png".into(), data: "AA==".into() })]),
+                content: Content::Blocks(vec![ContentBlock::Image(Image {
+                    media_type: "image/png".into(),
+                    data: "AA==".into(),
+                })]),
             },
             "messages[0]",
         ),
@@ -296,7 +352,11 @@ async fn keyless_servers_get_no_authorization_header() {
 #[tokio::test]
 async fn extra_headers_are_sent_with_every_request() {
     let server = MockServer::start(Canned::json(text_answer("stop"))).await;
-    let provider = provider_at(FORMAT, &server.url, "[provider.extra_headers]\nPrefer = \"code=200\"\nx-proxy-route = \"eu\"\n");
+    let provider = provider_at(
+        FORMAT,
+        &server.url,
+        "[provider.extra_headers]\nPrefer = \"code=200\"\nx-proxy-route = \"eu\"\n",
+    );
     provider.invoke(hi()).await.expect("invoke");
     provider.invoke(hi()).await.expect("invoke");
     for sent in server.requests() {

@@ -38,7 +38,12 @@ fn mocks(test: &str) -> Option<Mocks> {
 
 /// The built-in provider `name`, pointed at the mock, with `headers` added and `edit`
 /// applied: the real shipped settings, against the vendor's contract.
-fn builtin_at(name: &str, base_url: &str, headers: &[(&str, &str)], edit: impl FnOnce(&mut ProviderConfig)) -> Arc<dyn Provider> {
+fn builtin_at(
+    name: &str,
+    base_url: &str,
+    headers: &[(&str, &str)],
+    edit: impl FnOnce(&mut ProviderConfig),
+) -> Arc<dyn Provider> {
     let mut catalog = ProviderCatalog::builtin().expect("built-ins");
     let mut config = catalog.get(name).expect("built-in provider").clone();
     config.provider.base_url = base_url.to_string();
@@ -66,8 +71,15 @@ fn requests() -> Vec<(&'static str, Request)> {
 }
 
 fn assert_complete(vendor: &str, what: &str, response: &Response) {
-    assert_eq!(response.metadata_value("adapter.sl-violations"), None, "{vendor} {what}: the mock found violations");
-    assert!(response.content.as_deref().is_some_and(|c| !c.is_empty()), "{vendor} {what}: no content: {response:?}");
+    assert_eq!(
+        response.metadata_value("adapter.sl-violations"),
+        None,
+        "{vendor} {what}: the mock found violations"
+    );
+    assert!(
+        response.content.as_deref().is_some_and(|c| !c.is_empty()),
+        "{vendor} {what}: no content: {response:?}"
+    );
     assert!(!response.model.is_empty(), "{vendor} {what}: no model");
     let usage = &response.usage;
     assert!(usage.input_tokens > 0 && usage.output_tokens > 0, "{vendor} {what}: usage {usage:?}");
@@ -84,9 +96,13 @@ async fn openai_requests_conform_and_answers_parse() {
     let compatible = builtin_at("groq", &mocks.openai, &[], |_| {});
     for (name, provider) in [("openai", shipped), ("groq", compatible)] {
         for (what, request) in requests() {
-            let response = provider.invoke(request).await.unwrap_or_else(|e| panic!("{name} {what}: {e}\n{:?}", e.body));
+            let response =
+                provider.invoke(request).await.unwrap_or_else(|e| panic!("{name} {what}: {e}\n{:?}", e.body));
             assert_complete(name, what, &response);
-            assert!(response.usage.reasoning_tokens.is_some(), "{name} {what}: completion_tokens_details is read");
+            assert!(
+                response.usage.reasoning_tokens.is_some(),
+                "{name} {what}: completion_tokens_details is read"
+            );
         }
     }
 }
@@ -96,7 +112,8 @@ async fn anthropic_requests_conform_and_answers_parse() {
     let Some(mocks) = mocks("anthropic") else { return };
     let provider = builtin_at("anthropic", &mocks.anthropic, &[], |_| {});
     for (what, request) in requests() {
-        let response = provider.invoke(request).await.unwrap_or_else(|e| panic!("anthropic {what}: {e}\n{:?}", e.body));
+        let response =
+            provider.invoke(request).await.unwrap_or_else(|e| panic!("anthropic {what}: {e}\n{:?}", e.body));
         assert_complete("anthropic", what, &response);
     }
 }
@@ -106,7 +123,8 @@ async fn forced_error_statuses_become_api_errors() {
     let Some(mocks) = mocks("forced errors") else { return };
     for status in [429u16, 500, 503, 529] {
         let prefer = format!("code={status}");
-        let mut cases = vec![("anthropic", builtin_at("anthropic", &mocks.anthropic, &[("Prefer", &prefer)], |_| {}))];
+        let mut cases =
+            vec![("anthropic", builtin_at("anthropic", &mocks.anthropic, &[("Prefer", &prefer)], |_| {}))];
         // OpenAI's spec documents 429, 500 and 503 only.
         if status != 529 {
             cases.push(("openai", builtin_at("openai", &mocks.openai, &[("Prefer", &prefer)], |_| {})));

@@ -50,7 +50,8 @@ fn parse_err(text: &str) -> String {
     parse("acme", text).expect_err("the file must be rejected").to_string()
 }
 
-const OPENAI_LIKE: &[&str] = &["openai", "ollama", "vllm", "groq", "together", "deepseek", "mistral", "fireworks"];
+const OPENAI_LIKE: &[&str] =
+    &["openai", "ollama", "vllm", "groq", "together", "deepseek", "mistral", "fireworks"];
 
 #[test]
 fn the_built_in_providers_are_all_there_and_valid() {
@@ -73,12 +74,20 @@ fn the_built_in_providers_are_all_there_and_valid() {
         let p = &config.provider;
         let local = ["ollama", "vllm"].contains(&name);
         assert_eq!(p.api_key_required, !local, "{name}");
-        assert!(p.base_url.starts_with(if local { "http://localhost:" } else { "https://" }), "{name}: {}", p.base_url);
+        assert!(
+            p.base_url.starts_with(if local { "http://localhost:" } else { "https://" }),
+            "{name}: {}",
+            p.base_url
+        );
         assert!(p.api_key_env.as_deref().is_some_and(|env| env.ends_with("_API_KEY")), "{name}");
-        let default = config.model(&p.default_model).unwrap_or_else(|| panic!("{name}: default model is described"));
+        let default =
+            config.model(&p.default_model).unwrap_or_else(|| panic!("{name}: default model is described"));
         assert!(default.max_output_tokens.is_some() && default.context_window.is_some(), "{name}");
         for (id, model) in &config.models {
-            assert!(model.cost_input_per_1m.is_some() && model.cost_output_per_1m.is_some(), "{name}/{id}: costs");
+            assert!(
+                model.cost_input_per_1m.is_some() && model.cost_output_per_1m.is_some(),
+                "{name}/{id}: costs"
+            );
             assert!(model.max_output_tokens <= model.context_window.map(|c| c as u32), "{name}/{id}");
         }
         assert_eq!(p.timeout_seconds, if local { 300.0 } else { DEFAULT_TIMEOUT_SECONDS }, "{name}");
@@ -86,15 +95,24 @@ fn the_built_in_providers_are_all_there_and_valid() {
         assert_eq!(p.max_response_bytes, DEFAULT_MAX_RESPONSE_BYTES);
         assert!(p.extra_headers.is_empty());
     }
-    assert_eq!(catalog.get("openai").unwrap().provider.max_tokens_param, Some(MaxTokensParam::MaxCompletionTokens));
+    assert_eq!(
+        catalog.get("openai").unwrap().provider.max_tokens_param,
+        Some(MaxTokensParam::MaxCompletionTokens)
+    );
 }
 
 #[test]
 fn a_user_directory_adds_and_overrides_providers() {
     let dir = TempDir::new();
     let config_file = dir.write("config.toml", "");
-    dir.write("providers/anthropic.toml", &provider_toml("anthropic-messages", "https://proxy.example.com/anthropic", ""));
-    dir.write("providers/my_local.toml", &provider_toml("openai-chat", "http://127.0.0.1:9999", "api_key_required = false"));
+    dir.write(
+        "providers/anthropic.toml",
+        &provider_toml("anthropic-messages", "https://proxy.example.com/anthropic", ""),
+    );
+    dir.write(
+        "providers/my_local.toml",
+        &provider_toml("openai-chat", "http://127.0.0.1:9999", "api_key_required = false"),
+    );
     dir.write("providers/README.md", "not a provider file");
 
     let catalog = ProviderCatalog::for_config_file(&config_file, None).expect("load");
@@ -179,12 +197,34 @@ fn values_are_validated() {
         (with("base_url = \"https://user:pw@api.example.com\""), "provider.base_url", "credentials"),
         (with("base_url = \"https://api.example.com?x=1\""), "provider.base_url", "query"),
         (with("base_url = \"https://a.example\"\ntimeout_seconds = 0"), "provider.timeout_seconds", ""),
-        (with("base_url = \"https://a.example\"\nconnect_timeout_seconds = -1.5"), "provider.connect_timeout_seconds", ""),
+        (
+            with("base_url = \"https://a.example\"\nconnect_timeout_seconds = -1.5"),
+            "provider.connect_timeout_seconds",
+            "",
+        ),
         (with("base_url = \"https://a.example\"\nmax_response_bytes = 0"), "provider.max_response_bytes", ""),
-        (with("base_url = \"https://a.example\"\ndefault_temperature = 3.5"), "provider.default_temperature", "between 0 and 2"),
-        (with("base_url = \"https://a.example\"\n[provider.extra_headers]\nAuthorization = \"Bearer sk-x\""), "provider.extra_headers.Authorization", "environment"),
-        (with("base_url = \"https://a.example\"\n[provider.extra_headers]\n\"bad header\" = \"v\""), "provider.extra_headers.bad header", "header name"),
-        (with("base_url = \"https://a.example\"\n[models.m]\ncost_input_per_1m = -1.0"), "models.m.cost_input_per_1m", "non-negative"),
+        (
+            with("base_url = \"https://a.example\"\ndefault_temperature = 3.5"),
+            "provider.default_temperature",
+            "between 0 and 2",
+        ),
+        (
+            with(
+                "base_url = \"https://a.example\"\n[provider.extra_headers]\nAuthorization = \"Bearer sk-x\"",
+            ),
+            "provider.extra_headers.Authorization",
+            "environment",
+        ),
+        (
+            with("base_url = \"https://a.example\"\n[provider.extra_headers]\n\"bad header\" = \"v\""),
+            "provider.extra_headers.bad header",
+            "header name",
+        ),
+        (
+            with("base_url = \"https://a.example\"\n[models.m]\ncost_input_per_1m = -1.0"),
+            "models.m.cost_input_per_1m",
+            "non-negative",
+        ),
     ];
     for (text, key, phrase) in cases {
         let error = parse_err(&text);
@@ -192,12 +232,18 @@ fn values_are_validated() {
         assert!(error.contains(phrase), "expected {phrase:?} in: {error}");
     }
     // No key variable although one is required; a key variable that is no name.
-    let no_env = "[provider]\napi_format = \"openai-chat\"\nbase_url = \"https://a.example\"\ndefault_model = \"m\"\n";
+    let no_env =
+        "[provider]\napi_format = \"openai-chat\"\nbase_url = \"https://a.example\"\ndefault_model = \"m\"\n";
     assert!(parse_err(no_env).contains("key `provider.api_key_env`"));
-    let pasted_key = parse_err(&no_env.replace("default_model", "api_key_env = \"sk-live-abc\"\ndefault_model"));
-    assert!(pasted_key.contains("provider.api_key_env") && !pasted_key.contains("sk-live-abc"), "{pasted_key}");
+    let pasted_key =
+        parse_err(&no_env.replace("default_model", "api_key_env = \"sk-live-abc\"\ndefault_model"));
+    assert!(
+        pasted_key.contains("provider.api_key_env") && !pasted_key.contains("sk-live-abc"),
+        "{pasted_key}"
+    );
     // max_tokens_param is an openai-chat setting.
-    let anthropic = provider_toml("anthropic-messages", "https://a.example", "max_tokens_param = \"max_tokens\"");
+    let anthropic =
+        provider_toml("anthropic-messages", "https://a.example", "max_tokens_param = \"max_tokens\"");
     assert!(parse_err(&anthropic).contains("provider.max_tokens_param"));
     // Loopback hosts may use plain http.
     for url in ["http://127.0.0.1:8080", "http://localhost:11434/", "http://[::1]:8000", "http://127.1.2.3"] {
@@ -208,7 +254,8 @@ fn values_are_validated() {
 #[test]
 fn provider_names_are_checked() {
     let dir = TempDir::new();
-    let path = dir.write("providers/My-Provider.toml", &provider_toml("openai-chat", "https://a.example", ""));
+    let path =
+        dir.write("providers/My-Provider.toml", &provider_toml("openai-chat", "https://a.example", ""));
     let error = ProviderCatalog::builtin().unwrap().overlay_dir(&dir.path().join("providers")).unwrap_err();
     assert!(matches!(error, ProviderConfigError::InvalidName { .. }), "{error}");
     assert!(error.to_string().contains(&path.display().to_string()), "{error}");
@@ -224,7 +271,10 @@ fn unknown_providers_are_config_errors_listing_the_known_ones() {
     let error = catalog.create("nosuch", None).err().expect("unknown provider");
     assert_eq!(error.kind, ErrorKind::Config);
     assert_eq!(error.provider, "nosuch");
-    assert!(error.message.contains("unknown provider `nosuch`") && error.message.contains("anthropic"), "{error}");
+    assert!(
+        error.message.contains("unknown provider `nosuch`") && error.message.contains("anthropic"),
+        "{error}"
+    );
 
     let error = catalog.create("Bad-Name", None).err().expect("invalid name");
     assert_eq!(error.kind, ErrorKind::Config);
@@ -255,7 +305,8 @@ fn a_key_that_is_no_header_value_is_refused_without_showing_it() {
     catalog.insert(parse("acme", &provider_toml("openai-chat", "https://a.example", "")).unwrap());
     let provider = catalog.create_with_env("acme", None, &test_env).expect("create");
     assert_eq!(provider.name(), "acme");
-    let error = catalog.create_with_env("acme", None, &|_| Some(format!("bad\n{TEST_KEY}"))).err().expect("bad key");
+    let error =
+        catalog.create_with_env("acme", None, &|_| Some(format!("bad\n{TEST_KEY}"))).err().expect("bad key");
     assert_eq!(error.kind, ErrorKind::Config);
     assert!(!format!("{error:?}").contains(TEST_KEY), "{error:?}");
 }

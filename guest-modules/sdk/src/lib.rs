@@ -55,12 +55,28 @@ impl Response {
     }
 }
 
+impl ErrorKind {
+    /// The kind's WIT name: `api`, `connection`, …
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorKind::Api => "api",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Config => "config",
+            ErrorKind::Parse => "parse",
+            ErrorKind::Module => "module",
+        }
+    }
+}
+
 impl Error {
-    /// A short one-line description: kind, status and message.
+    /// One line for logs: "api error from openai (HTTP 503): …", as the host writes it.
     pub fn summary(&self) -> String {
         match self.status {
-            Some(status) => format!("{:?} {status} from {}: {}", self.kind, self.provider, self.message),
-            None => format!("{:?} from {}: {}", self.kind, self.provider, self.message),
+            Some(status) => {
+                format!("{} error from {} (HTTP {status}): {}", self.kind.as_str(), self.provider, self.message)
+            }
+            None => format!("{} error from {}: {}", self.kind.as_str(), self.provider, self.message),
         }
     }
 }

@@ -90,6 +90,9 @@ impl HttpClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let timeout = Duration::from_secs_f64(settings.timeout_seconds);
         let client = reqwest::Client::builder()
+            // Vendor APIs do not redirect; following one would send `x-api-key` (which
+            // reqwest, unlike `authorization`, does not strip) to whatever host it names.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout_seconds))
             .build()
@@ -123,7 +126,7 @@ impl HttpClient {
             .body(payload)
             .send()
             .await
-            .map_err(|e| self.transport_error(&e, "sending the request"))?;
+            .map_err(|e| self.transport_error(&e, "sending the request and awaiting the answer"))?;
         let status = response.status();
         tracing::debug!(provider = %self.provider, %url, status = status.as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "vendor answered");
         if !status.is_success() {
@@ -150,7 +153,9 @@ impl HttpClient {
 
     /// A `parse` error: a 2xx body that is not the vendor's schema.
     pub fn parse_error(&self, what: impl std::fmt::Display, body: &[u8]) -> Error {
-        let text = self.redact(&String::from_utf8_lossy(body));
+        // Enough bytes for the excerpt and any key straddling its end, not megabytes.
+        let head = &body[..body.len().min(4 * BODY_EXCERPT_CHARS + 1024)];
+        let text = self.redact(&String::from_utf8_lossy(head));
         Error {
             body: Some(excerpt(&text).to_string()).filter(|b| !b.is_empty()),
             ..self.error(ErrorKind::Parse, what.to_string())

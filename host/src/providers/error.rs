@@ -39,9 +39,14 @@ pub enum ProviderConfigError {
     )]
     InvalidName { name: String, path: PathBuf },
 
-    /// A `providers_dir` (or the implicit `providers/`) that is not a directory.
-    #[error("providers directory {path} (key `{key}`): {reason}")]
-    Directory { path: PathBuf, key: String, reason: String },
+    /// A `providers_dir` (or the implicit `providers/`) that is not a readable directory.
+    #[error("providers directory {path}{}: {reason}", key.as_ref().map(|k| format!(" (key `{k}`)")).unwrap_or_default())]
+    Directory {
+        path: PathBuf,
+        /// `providers_dir` when the config named it; `None` for the implicit `providers/`.
+        key: Option<String>,
+        reason: String,
+    },
 
     /// No provider of that name, built in or in the user's directory.
     #[error("unknown provider `{name}`; known providers: {}", known.join(", "))]

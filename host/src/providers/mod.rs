@@ -56,11 +56,11 @@ impl ProviderCatalog {
         let base = config_file.parent().unwrap_or(Path::new(""));
         let mut catalog = Self::builtin()?;
         match providers_dir {
-            Some(dir) => catalog.overlay_dir_keyed(&base.join(dir), "providers_dir")?,
+            Some(dir) => catalog.overlay_dir_keyed(&base.join(dir), Some("providers_dir"))?,
             None => {
                 let implicit = base.join(DEFAULT_PROVIDERS_DIR);
                 if implicit.exists() {
-                    catalog.overlay_dir_keyed(&implicit, "providers (beside the config file)")?;
+                    catalog.overlay_dir_keyed(&implicit, None)?;
                 }
             }
         }
@@ -69,13 +69,13 @@ impl ProviderCatalog {
 
     /// Adds (or replaces) every `*.toml` provider file in `dir`, in file-name order.
     pub fn overlay_dir(&mut self, dir: &Path) -> Result<(), ProviderConfigError> {
-        self.overlay_dir_keyed(dir, "providers_dir")
+        self.overlay_dir_keyed(dir, None)
     }
 
-    fn overlay_dir_keyed(&mut self, dir: &Path, key: &str) -> Result<(), ProviderConfigError> {
+    fn overlay_dir_keyed(&mut self, dir: &Path, key: Option<&str>) -> Result<(), ProviderConfigError> {
         let directory_error = |reason: String| ProviderConfigError::Directory {
             path: dir.to_path_buf(),
-            key: key.to_string(),
+            key: key.map(str::to_string),
             reason,
         };
         if !dir.is_dir() {

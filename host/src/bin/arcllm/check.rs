@@ -1,0 +1,22 @@
+//! `arcllm module check FILE.wasm`: is this a valid arcllm module?
+
+use std::path::Path;
+
+use anyhow::Context;
+use arcllm::runtime::Runtime;
+
+pub async fn run(file: &Path, config: &str) -> anyhow::Result<()> {
+    crate::init_logging("arcllm=warn");
+    let table: serde_json::Value = serde_json::from_str(config).context("--config must be a JSON object")?;
+    let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
+    let runtime = Runtime::shared()?;
+    let module = runtime.load_module_file(&name, file, &table).await?;
+    println!("{}: a valid arcllm module", file.display());
+    println!("  world:   arc:llm/middleware@0.1.0 (exports arc:llm/provider, arc:llm/module)");
+    println!("  sha256:  {}", module.digest().iter().map(|b| format!("{b:02x}")).collect::<String>());
+    println!("  imports:");
+    for import in module.imports() {
+        println!("    {import}");
+    }
+    Ok(())
+}

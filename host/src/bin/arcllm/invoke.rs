@@ -1,0 +1,70 @@
+//! `arcllm invoke`: one prompt through the configured chain.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use arcllm::config::Config;
+use arcllm::types::{Message, Options};
+use arcllm::{load_model, Setting};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Provider name (default: config.toml's defaults.provider).
+    #[arg(long)]
+    provider: Option<String>,
+    /// Model (default: config.toml's defaults.model, else the provider's default_model).
+    #[arg(long)]
+    model: Option<String>,
+    /// Enable the retry module for this call.
+    #[arg(long, conflicts_with = "no_retry")]
+    retry: bool,
+    /// Disable the retry module for this call.
+    #[arg(long)]
+    no_retry: bool,
+    /// Enable fallback to these providers, in order (comma-separated, `name` or `name/model`).
+    #[arg(long, value_delimiter = ',')]
+    fallback: Option<Vec<String>>,
+    /// Config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the whole normalized response (usage, metadata) as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Most output tokens.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// The prompt.
+    prompt: String,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    crate::init_logging("arcllm=warn");
+    let config = Config::discover(args.config.as_deref())?;
+    let provider = args.provider.clone().unwrap_or_else(|| config.provider.clone());
+    let mut builder = load_model(&provider).config(config);
+    if let Some(model) = &args.model {
+        builder = builder.model(model);
+    }
+    if args.retry {
+        builder = builder.retry(Setting::On);
+    } else if args.no_retry {
+        builder = builder.retry(Setting::Off);
+    }
+    if let Some(chain) = args.fallback {
+        let table = serde_json::json!({ "chain": chain });
+        builder = builder.fallback(Setting::from(table));
+    }
+    let model = builder.build().await?;
+    let options = Options { max_tokens: args.max_tokens, ..Options::default() };
+    let response = model
+        .invoke(vec![Message::user(args.prompt)], vec![], options)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.summary()))
+        .context(format!("calling {provider}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        println!("{}", response.content.unwrap_or_default());
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The `arcllm` command: invoke a model through its chain, show the effective config,
+//! check a module file, or run the demo against local vendor-like servers.
+
+mod check;
+mod demo;
+mod invoke;
+mod show;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "arcllm", version, about = "Resilient, sandboxed middleware in front of LLM APIs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send one prompt through the configured chain and print the answer.
+    Invoke(invoke::Args),
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Inspect module files.
+    Module {
+        #[command(subcommand)]
+        command: ModuleCommand,
+    },
+    /// Run real chains against local servers that fail like real vendors (no API key needed).
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective config, where each value came from, and the module stack.
+    Show {
+        /// Config file (default: $ARCLLM_CONFIG, ./arcllm.toml, $XDG_CONFIG_HOME/arcllm/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModuleCommand {
+    /// Tell whether FILE is a valid arcllm module, and print its world and imports.
+    Check {
+        file: PathBuf,
+        /// The module's configuration table, as JSON (checked by the module itself).
+        #[arg(long, default_value = "{}")]
+        config: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Invoke(args) => invoke::run(args).await,
+            Command::Config { command: ConfigCommand::Show { config } } => show::run(config.as_deref()).await,
+            Command::Module { command: ModuleCommand::Check { file, config } } => check::run(&file, &config).await,
+            Command::Demo => demo::run().await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr; `RUST_LOG` refines them (default: module warnings and up).
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}

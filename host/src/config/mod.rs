@@ -1,0 +1,336 @@
+//! `config.toml`: which provider, which modules, in which order, with which tables.
+//!
+//! The embedded default (`default.toml`, the seed's file) is overlaid key by key with the
+//! user's file. Where the user's file is found: `--config PATH`, else `$ARCLLM_CONFIG`,
+//! else `./arcllm.toml`, else `$XDG_CONFIG_HOME/arcllm/config.toml`.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::ConfigError;
+
+use crate::providers::{ProviderCatalog, ProviderConfigError};
+use crate::runtime::registry::valid_provider_name;
+
+/// The embedded default configuration.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+/// The modules built into arcllm (see [`crate::builtin`]).
+pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "passthrough"];
+
+/// Modules planned but not built yet: their tables are accepted and ignored.
+pub const PLANNED_MODULES: &[&str] = &["rate_limit", "telemetry", "audit", "security", "otel"];
+
+/// Keys a module table may have that are arcllm's, not the module's.
+const HOST_KEYS: &[&str] = &["enabled", "wasm"];
+
+/// Where a module's code comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModuleCode {
+    /// One of [`BUILTIN_MODULES`].
+    Builtin,
+    /// A `.wasm` file (resolved against the config file's directory).
+    Wasm(PathBuf),
+    /// One of [`PLANNED_MODULES`]: nothing to run.
+    Planned,
+}
+
+/// One `[modules.<name>]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModuleConfig {
+    pub enabled: bool,
+    pub code: ModuleCode,
+    /// The table handed to the module at load, without arcllm's own keys.
+    pub table: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The effective configuration: the embedded default overlaid with the user's file.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The user's file, if one was found.
+    pub file: Option<PathBuf>,
+    /// The provider used when none is named.
+    pub provider: String,
+    /// The model used when none is named (else the provider's default).
+    pub model: Option<String>,
+    /// `providers_dir`, relative to the config file.
+    pub providers_dir: Option<String>,
+    /// The stack, outermost first.
+    pub order: Vec<String>,
+    pub modules: BTreeMap<String, ModuleConfig>,
+    /// The user's own table, to tell where each effective value came from.
+    user: toml::Table,
+    effective: toml::Table,
+}
+
+/// Where a user config file was found, and by which rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub path: PathBuf,
+    /// `--config`, `ARCLLM_CONFIG`, `./arcllm.toml` or `XDG_CONFIG_HOME`.
+    pub rule: &'static str,
+}
+
+impl Config {
+    /// The embedded default alone.
+    pub fn embedded() -> Config {
+        Self::build(None, toml::Table::new()).expect("the embedded default config is valid")
+    }
+
+    /// The embedded default overlaid with the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { file: path.to_path_buf(), reason: e.to_string() })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// The embedded default overlaid with `text`, read as if from `path` (which names it
+    /// in errors and anchors relative paths).
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let user = parse(text, path)?;
+        Self::build(Some(path.to_path_buf()), user)
+    }
+
+    /// The configuration a program run now would use: see [`Config::locate`].
+    pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match Self::locate(explicit)? {
+            Some(found) => Self::from_file(&found.path),
+            None => Ok(Self::embedded()),
+        }
+    }
+
+    /// Finds the user's file: `explicit` (from `--config`), else `$ARCLLM_CONFIG`, else
+    /// `./arcllm.toml`, else `$XDG_CONFIG_HOME/arcllm/config.toml` (XDG defaulting to
+    /// `~/.config`). A path given explicitly or by the variable must exist.
+    pub fn locate(explicit: Option<&Path>) -> Result<Option<Located>, ConfigError> {
+        let must_exist = |path: PathBuf, rule| {
+            if path.is_file() {
+                Ok(Some(Located { path, rule }))
+            } else {
+                Err(ConfigError::Read { file: path, reason: format!("no such file (named by {rule})") })
+            }
+        };
+        if let Some(path) = explicit {
+            return must_exist(path.to_path_buf(), "--config");
+        }
+        if let Some(path) = std::env::var_os("ARCLLM_CONFIG").filter(|p| !p.is_empty()) {
+            return must_exist(PathBuf::from(path), "ARCLLM_CONFIG");
+        }
+        let local = PathBuf::from("arcllm.toml");
+        if local.is_file() {
+            return Ok(Some(Located { path: local, rule: "./arcllm.toml" }));
+        }
+        let xdg = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")));
+        if let Some(path) = xdg.map(|dir| dir.join("arcllm").join("config.toml")).filter(|p| p.is_file()) {
+            return Ok(Some(Located { path, rule: "XDG_CONFIG_HOME" }));
+        }
+        Ok(None)
+    }
+
+    /// The provider catalog this configuration sees: the built-ins overlaid with the
+    /// user's provider files (`providers_dir`, or `providers/` beside the config file).
+    pub fn catalog(&self) -> Result<ProviderCatalog, ProviderConfigError> {
+        match &self.file {
+            Some(file) => ProviderCatalog::for_config_file(file, self.providers_dir.as_deref()),
+            None => ProviderCatalog::builtin(),
+        }
+    }
+
+    /// Every effective value as `(dotted.key, value, origin)`, where origin is the user's
+    /// file or `default`.
+    pub fn provenance(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let origin = self.file.as_ref().map(|f| f.display().to_string()).unwrap_or_default();
+        flatten(&self.effective, &mut Vec::new(), &mut |path, value| {
+            let from_user = lookup(&self.user, path).is_some();
+            let source = if from_user { origin.clone() } else { "default".to_string() };
+            out.push((path.join("."), value.to_string(), source));
+        });
+        out
+    }
+
+    fn build(file: Option<PathBuf>, user: toml::Table) -> Result<Config, ConfigError> {
+        let label = file.clone().unwrap_or_else(|| PathBuf::from("<embedded default>"));
+        let mut effective = parse(DEFAULT_TOML, &label)?;
+        merge(&mut effective, &user);
+        let base = file.as_deref().and_then(Path::parent).unwrap_or(Path::new("")).to_path_buf();
+        let reader = Reader { file: &label };
+
+        reader.only_keys(&effective, "", &["providers_dir", "defaults", "stack", "modules"])?;
+        let providers_dir = reader.string(&effective, "providers_dir")?;
+        let defaults = reader.table(&effective, "defaults")?;
+        reader.only_keys(&defaults, "defaults", &["provider", "model"])?;
+        let provider = reader.string(&defaults, "provider")?.unwrap_or_default();
+        if !valid_provider_name(&provider) {
+            return Err(reader.invalid("defaults.provider", format!("`{provider}` is not a valid provider name")));
+        }
+        let model = reader.string(&defaults, "model")?;
+
+        let mut modules = BTreeMap::new();
+        for (name, value) in reader.table(&effective, "modules")? {
+            let key = format!("modules.{name}");
+            let toml::Value::Table(table) = value else {
+                return Err(reader.invalid(&key, "must be a table".into()));
+            };
+            modules.insert(name.clone(), reader.module(&name, table, &base)?);
+        }
+
+        let stack = reader.table(&effective, "stack")?;
+        reader.only_keys(&stack, "stack", &["order"])?;
+        let order = match stack.get("order") {
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| reader.invalid("stack.order", "must be a list of module names".into()))?,
+            _ => return Err(reader.invalid("stack.order", "must be a list of module names".into())),
+        };
+        for (i, name) in order.iter().enumerate() {
+            if !modules.contains_key(name) {
+                return Err(reader.invalid(
+                    "stack.order",
+                    format!("`{name}` is not a module: declare it as [modules.{name}] with `wasm = \"…\"`"),
+                ));
+            }
+            if order[..i].contains(name) {
+                return Err(reader.invalid("stack.order", format!("`{name}` appears twice")));
+            }
+        }
+        Ok(Config { file, provider, model, providers_dir, order, modules, user, effective })
+    }
+}
+
+/// Reads typed values out of TOML tables, naming the file and key on failure.
+struct Reader<'a> {
+    file: &'a Path,
+}
+
+impl Reader<'_> {
+    fn invalid(&self, key: &str, message: String) -> ConfigError {
+        ConfigError::Invalid { file: self.file.to_path_buf(), key: key.to_string(), message }
+    }
+
+    fn only_keys(&self, table: &toml::Table, name: &str, known: &[&str]) -> Result<(), ConfigError> {
+        match table.keys().find(|k| !known.contains(&k.as_str())) {
+            Some(key) => Err(ConfigError::UnknownKey {
+                file: self.file.to_path_buf(),
+                table: if name.is_empty() { "top level".into() } else { name.into() },
+                key: key.clone(),
+                expected: known.join(", "),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn string(&self, table: &toml::Table, key: &str) -> Result<Option<String>, ConfigError> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(self.invalid(key, format!("must be a string, got {other}"))),
+        }
+    }
+
+    fn table(&self, table: &toml::Table, key: &str) -> Result<toml::Table, ConfigError> {
+        match table.get(key) {
+            None => Ok(toml::Table::new()),
+            Some(toml::Value::Table(t)) => Ok(t.clone()),
+            Some(other) => Err(self.invalid(key, format!("must be a table, got {other}"))),
+        }
+    }
+
+    fn module(&self, name: &str, table: toml::Table, base: &Path) -> Result<ModuleConfig, ConfigError> {
+        let key = |k: &str| format!("modules.{name}.{k}");
+        let enabled = match table.get("enabled") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => return Err(self.invalid(&key("enabled"), format!("must be true or false, got {other}"))),
+        };
+        let wasm = match table.get("wasm") {
+            None => None,
+            Some(toml::Value::String(path)) => Some(base.join(path)),
+            Some(other) => return Err(self.invalid(&key("wasm"), format!("must be a path, got {other}"))),
+        };
+        let code = match wasm {
+            Some(path) => ModuleCode::Wasm(path),
+            None if BUILTIN_MODULES.contains(&name) => ModuleCode::Builtin,
+            None if PLANNED_MODULES.contains(&name) => {
+                tracing::debug!("[modules.{name}] is a planned module, not built yet: its table is ignored");
+                ModuleCode::Planned
+            }
+            None => {
+                return Err(self.invalid(
+                    &format!("modules.{name}"),
+                    format!("unknown module `{name}`: a third-party module needs `wasm = \"path/to/{name}.wasm\"`"),
+                ))
+            }
+        };
+        let module_table = table
+            .into_iter()
+            .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k, toml_to_json(v)))
+            .collect();
+        Ok(ModuleConfig { enabled, code, table: module_table })
+    }
+}
+
+/// Parses TOML, turning a syntax error into one that names the line and column.
+fn parse(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>().map_err(|e| {
+        let offset = e.span().map_or(0, |span| span.start).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError::Syntax { file: file.to_path_buf(), line, column, message: e.message().to_string() }
+    })
+}
+
+/// Overlays `over` on `base`: tables merge key by key, anything else is replaced.
+fn merge(base: &mut toml::Table, over: &toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (first, rest) = path.split_first()?;
+    let value = table.get(first)?;
+    match (rest.is_empty(), value) {
+        (true, v) => Some(v),
+        (false, toml::Value::Table(t)) => lookup(t, rest),
+        _ => None,
+    }
+}
+
+fn flatten(table: &toml::Table, path: &mut Vec<String>, visit: &mut dyn FnMut(&[String], &toml::Value)) {
+    for (key, value) in table {
+        path.push(key.clone());
+        match value {
+            toml::Value::Table(t) => flatten(t, path, visit),
+            v => visit(path, v),
+        }
+        path.pop();
+    }
+}
+
+/// TOML to JSON, for module tables (modules read JSON).
+pub(crate) fn toml_to_json(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::String(s) => serde_json::Value::String(s),
+        toml::Value::Integer(i) => serde_json::Value::from(i),
+        toml::Value::Float(f) => serde_json::Value::from(f),
+        toml::Value::Boolean(b) => serde_json::Value::Bool(b),
+        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
+        toml::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => serde_json::Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+    }
+}
