@@ -41,7 +41,11 @@ impl ScriptedProvider {
     }
 
     /// Answers `script` in order, then `otherwise` forever.
-    pub fn scripted(name: &str, script: Vec<Result<Response, Error>>, otherwise: Result<Response, Error>) -> Arc<Self> {
+    pub fn scripted(
+        name: &str,
+        script: Vec<Result<Response, Error>>,
+        otherwise: Result<Response, Error>,
+    ) -> Arc<Self> {
         Arc::new(ScriptedProvider {
             name: name.to_string(),
             model: format!("{name}-model"),
@@ -90,7 +94,10 @@ impl Provider for ScriptedProvider {
 
 /// An `api` error with `status` from `provider`.
 pub fn api_error(provider: &str, status: u16) -> Error {
-    Error { body: Some(format!("{{\"error\":\"status {status}\"}}")), ..Error::api(provider, status, format!("HTTP {status}")) }
+    Error {
+        body: Some(format!("{{\"error\":\"status {status}\"}}")),
+        ..Error::api(provider, status, format!("HTTP {status}"))
+    }
 }
 
 /// An error of `kind` (not `api`) from `provider`.
@@ -102,7 +109,11 @@ pub fn error_of(kind: ErrorKind, provider: &str) -> Error {
 pub fn sample_response(provider: &str) -> Response {
     Response {
         content: Some(format!("hello from {provider} — ünïcødé ✓")),
-        tool_calls: vec![ToolCall { id: "call_1".into(), name: "search".into(), arguments: r#"{"q":"rust"}"#.into() }],
+        tool_calls: vec![ToolCall {
+            id: "call_1".into(),
+            name: "search".into(),
+            arguments: r#"{"q":"rust"}"#.into(),
+        }],
         usage: Usage {
             input_tokens: 12,
             output_tokens: 34,
@@ -129,7 +140,10 @@ pub fn full_request() -> Request {
                 role: Role::User,
                 content: Content::Blocks(vec![
                     ContentBlock::Text("look:".into()),
-                    ContentBlock::Image(Image { media_type: "image/png".into(), data: "iVBORw0KGgo=".into() }),
+                    ContentBlock::Image(Image {
+                        media_type: "image/png".into(),
+                        data: "iVBORw0KGgo=".into(),
+                    }),
                 ]),
             },
             Message {

@@ -130,7 +130,11 @@ async fn fallback_adapter_is_created_through_the_registry_by_name_and_model() {
 async fn fallback_is_created_on_demand_and_cached() {
     let primary = ScriptedProvider::scripted(
         "anthropic",
-        vec![Ok(sample_response("anthropic")), Err(api_error("anthropic", 503)), Err(api_error("anthropic", 503))],
+        vec![
+            Ok(sample_response("anthropic")),
+            Err(api_error("anthropic", 503)),
+            Err(api_error("anthropic", 503)),
+        ],
         Ok(sample_response("anthropic")),
     );
     let openai = ScriptedProvider::ok("openai");

@@ -100,7 +100,8 @@ async fn max_retries_exceeded_returns_the_last_error_unchanged() {
 
 #[tokio::test(start_paused = true)]
 async fn raises_the_original_error_type() {
-    let original = Error { message: "connection refused".into(), ..error_of(ErrorKind::Connection, "primary") };
+    let original =
+        Error { message: "connection refused".into(), ..error_of(ErrorKind::Connection, "primary") };
     let inner = ScriptedProvider::failing("primary", original.clone());
     let chain = retry_chain(json!({"max_retries": 2}), inner.clone(), no_jitter()).await;
     assert_eq!(chain.invoke(request()).await, Err(original));
@@ -139,7 +140,8 @@ async fn never_retries_statuses_outside_the_set_or_non_api_errors() {
 #[tokio::test(start_paused = true)]
 async fn backoff_increases_exponentially() {
     let inner = ScriptedProvider::failing("primary", api_error("primary", 500));
-    let chain = retry_chain(json!({"max_retries": 3, "backoff_base_seconds": 1.0}), inner.clone(), no_jitter()).await;
+    let chain =
+        retry_chain(json!({"max_retries": 3, "backoff_base_seconds": 1.0}), inner.clone(), no_jitter()).await;
     assert!(chain.invoke(request()).await.is_err());
     assert_gaps(inner.gaps(), &[1.0, 2.0, 4.0]);
 }
@@ -171,7 +173,10 @@ async fn jitter_is_applied() {
         let b = 2f64.powi(n as i32);
         assert!(*gap >= b && *gap < 2.0 * b, "wait {n} = {gap}, outside [{b}, {})", 2.0 * b);
     }
-    assert!(gaps.iter().enumerate().any(|(n, g)| (g - 2f64.powi(n as i32)).abs() > 1e-9), "no jitter: {gaps:?}");
+    assert!(
+        gaps.iter().enumerate().any(|(n, g)| (g - 2f64.powi(n as i32)).abs() > 1e-9),
+        "no jitter: {gaps:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -251,7 +256,8 @@ async fn logs_each_retry_at_warn_and_exhaustion_at_error() {
     let chain = retry_chain(json!({"max_retries": 2}), inner.clone(), no_jitter()).await;
     assert!(chain.invoke(request()).await.is_err());
     let text = logs.text();
-    let warn = |needle: &str| text.lines().any(|l| l.contains("WARN") && l.contains(needle) && l.contains("retry"));
+    let warn =
+        |needle: &str| text.lines().any(|l| l.contains("WARN") && l.contains(needle) && l.contains("retry"));
     assert!(warn("attempt 1 of 3 failed") && warn("retrying in 1.000s"), "{text}");
     assert!(warn("attempt 2 of 3 failed") && warn("retrying in 2.000s"), "{text}");
     assert!(text.lines().any(|l| l.contains("ERROR") && l.contains("giving up after 3 attempts")), "{text}");

@@ -167,7 +167,9 @@ impl Config {
         reader.only_keys(&defaults, "defaults", &["provider", "model"])?;
         let provider = reader.string(&defaults, "provider")?.unwrap_or_default();
         if !valid_provider_name(&provider) {
-            return Err(reader.invalid("defaults.provider", format!("`{provider}` is not a valid provider name")));
+            return Err(
+                reader.invalid("defaults.provider", format!("`{provider}` is not a valid provider name"))
+            );
         }
         let model = reader.string(&defaults, "model")?;
 
@@ -248,7 +250,9 @@ impl Reader<'_> {
         let enabled = match table.get("enabled") {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => return Err(self.invalid(&key("enabled"), format!("must be true or false, got {other}"))),
+            Some(other) => {
+                return Err(self.invalid(&key("enabled"), format!("must be true or false, got {other}")))
+            }
         };
         let wasm = match table.get("wasm") {
             None => None,
@@ -262,12 +266,12 @@ impl Reader<'_> {
                 tracing::debug!("[modules.{name}] is a planned module, not built yet: its table is ignored");
                 ModuleCode::Planned
             }
-            None => {
-                return Err(self.invalid(
-                    &format!("modules.{name}"),
-                    format!("unknown module `{name}`: a third-party module needs `wasm = \"path/to/{name}.wasm\"`"),
-                ))
-            }
+            None => return Err(self.invalid(
+                &format!("modules.{name}"),
+                format!(
+                    "unknown module `{name}`: a third-party module needs `wasm = \"path/to/{name}.wasm\"`"
+                ),
+            )),
         };
         let module_table = table
             .into_iter()
@@ -331,6 +335,8 @@ pub(crate) fn toml_to_json(value: toml::Value) -> serde_json::Value {
         toml::Value::Boolean(b) => serde_json::Value::Bool(b),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         toml::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => serde_json::Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
+        toml::Value::Table(t) => {
+            serde_json::Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
     }
 }

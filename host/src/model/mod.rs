@@ -142,12 +142,18 @@ impl ModelBuilder {
         }
         let mut modules = Vec::with_capacity(planned.len());
         for p in &planned {
-            modules.push(load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?);
+            modules.push(
+                load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?,
+            );
         }
         let stack: Vec<StackEntry> = modules
             .iter()
             .zip(&planned)
-            .map(|(m, p)| StackEntry { name: m.name.clone(), source: m.source.clone(), table: p.table.clone() })
+            .map(|(m, p)| StackEntry {
+                name: m.name.clone(),
+                source: m.source.clone(),
+                table: p.table.clone(),
+            })
             .collect();
         let provider: Arc<dyn Provider> = if modules.is_empty() {
             adapter

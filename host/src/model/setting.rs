@@ -53,7 +53,10 @@ pub struct PlannedModule {
 
 /// Decides which modules run, in which order (config.toml's `[stack] order`, outermost
 /// first) and with which tables.
-pub fn plan(config: &Config, settings: &BTreeMap<String, Setting>) -> Result<Vec<PlannedModule>, ConfigError> {
+pub fn plan(
+    config: &Config,
+    settings: &BTreeMap<String, Setting>,
+) -> Result<Vec<PlannedModule>, ConfigError> {
     let file = config.file.clone().unwrap_or_else(|| "<embedded default>".into());
     let invalid = |key: String, message: String| ConfigError::Invalid { file: file.clone(), key, message };
     if let Some(unknown) = settings.keys().find(|name| !config.modules.contains_key(*name)) {

@@ -97,7 +97,8 @@ impl ComponentCache {
     fn insert(&self, compiled: &Arc<Compiled>, pinned: bool) {
         let mut entries = self.lock();
         entries.retain(|_, entry| entry.get().is_some());
-        let entry = if pinned { Entry::Pinned(compiled.clone()) } else { Entry::Weak(Arc::downgrade(compiled)) };
+        let entry =
+            if pinned { Entry::Pinned(compiled.clone()) } else { Entry::Weak(Arc::downgrade(compiled)) };
         entries.insert(compiled.digest, entry);
     }
 

@@ -40,21 +40,34 @@ struct Vendor {
 }
 
 impl Vendor {
-    async fn start(name: &'static str, format: Format, script: Vec<Reply>, started: Instant) -> anyhow::Result<SocketAddr> {
+    async fn start(
+        name: &'static str,
+        format: Format,
+        script: Vec<Reply>,
+        started: Instant,
+    ) -> anyhow::Result<SocketAddr> {
         let vendor = Arc::new(Vendor { name, format, script: Mutex::new(script.into()), started });
         let path = match format {
             Format::Anthropic => "/v1/messages",
             Format::OpenAi => "/v1/chat/completions",
         };
-        let app = axum::Router::new().route(path, axum::routing::post(move || async move { vendor.answer() }));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
+        let app =
+            axum::Router::new().route(path, axum::routing::post(move || async move { vendor.answer() }));
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
         let addr = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(addr)
     }
 
     fn answer(&self) -> Response {
-        let reply = self.script.lock().map(|mut s| s.pop_front()).ok().flatten().unwrap_or(Reply::Ok("Hello from the demo!"));
+        let reply = self
+            .script
+            .lock()
+            .map(|mut s| s.pop_front())
+            .ok()
+            .flatten()
+            .unwrap_or(Reply::Ok("Hello from the demo!"));
         let at = self.started.elapsed().as_secs_f64();
         match reply {
             Reply::Ok(text) => {
@@ -82,7 +95,8 @@ impl Vendor {
                 if let Some(value) = retry_after {
                     headers.insert("retry-after", HeaderValue::from_static(value));
                 }
-                let body = json!({"type": "error", "error": {"type": "demo_error", "message": code.to_string()}});
+                let body =
+                    json!({"type": "error", "error": {"type": "demo_error", "message": code.to_string()}});
                 (code, headers, axum::Json(body)).into_response()
             }
         }
@@ -116,7 +130,9 @@ pub async fn run() -> anyhow::Result<()> {
     let subscriber = tracing_subscriber::registry().with(ModuleLog);
     let _ = tracing::subscriber::set_global_default(subscriber);
 
-    println!("arcllm demo: real adapters and real wasm modules against local servers that fail like vendors.\n");
+    println!(
+        "arcllm demo: real adapters and real wasm modules against local servers that fail like vendors.\n"
+    );
     let scenarios: [(&str, fn(Instant) -> Scenario); 4] = [
         ("1. retry rides out a 429 (with Retry-After) and a 503", rate_limited),
         ("2. the primary is down: retry gives up fast, fallback answers", dead_primary),
@@ -208,7 +224,8 @@ impl Scenario {
         let result = model.invoke(vec![Message::user("Say hello.")], vec![], Options::default()).await;
         Ok(match result {
             Ok(response) => {
-                let meta = response.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+                let meta =
+                    response.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
                 Ok(format!("{:?} [{meta}]", response.content.unwrap_or_default()))
             }
             Err(error) => Err(error.summary()),

@@ -69,7 +69,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Invoke(args) => invoke::run(args).await,
             Command::Config { command: ConfigCommand::Show { config } } => show::run(config.as_deref()).await,
-            Command::Module { command: ModuleCommand::Check { file, config } } => check::run(&file, &config).await,
+            Command::Module { command: ModuleCommand::Check { file, config } } => {
+                check::run(&file, &config).await
+            }
             Command::Demo => demo::run().await,
         }
     });

@@ -31,7 +31,11 @@ pub async fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
         let state = if module.enabled { "enabled " } else { "disabled" };
         println!("#   {state}  {name}  ({code})");
     }
-    println!("#   provider  {}{}", config.provider, config.model.as_deref().map(|m| format!("/{m}")).unwrap_or_default());
+    println!(
+        "#   provider  {}{}",
+        config.provider,
+        config.model.as_deref().map(|m| format!("/{m}")).unwrap_or_default()
+    );
     let catalog = config.catalog()?;
     println!("# providers: {}", catalog.names().join(", "));
     Ok(())
