@@ -1,0 +1,132 @@
+//! The `arcllm` binary, run as a user would.
+
+use std::process::{Command, Output};
+
+fn arcllm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_arcllm"))
+        .args(args)
+        .env_remove("ARCLLM_CONFIG")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run arcllm")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn demo_runs_real_chains_and_prints_each_step() {
+    let out = arcllm(&["demo"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "demo failed:\n{text}\n{}", stderr(&out));
+    // Scenario 1: 429 with Retry-After, then 503, then success on the third attempt.
+    assert!(text.contains("429 Too Many Requests, Retry-After: 1"), "{text}");
+    assert!(text.contains("attempt 1 of 4 failed") && text.contains("retrying in 1.000s"), "{text}");
+    assert!(text.contains("arcllm.retry.attempts=3"), "{text}");
+    // Scenario 2: the dead primary falls back.
+    assert!(text.contains("falling back to demo_openai") && text.contains("arcllm.fallback.provider=demo_openai"), "{text}");
+    // Scenario 3: a 401 is not retried.
+    assert!(text.contains("(HTTP 401)"), "{text}");
+    assert!(text.contains("2 of 4 calls ended in an error"), "{text}");
+}
+
+#[test]
+fn config_show_prints_values_origins_and_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[modules.retry]\nenabled = true\nmax_retries = 5\n").unwrap();
+    let out = arcllm(&["config", "show", "--config", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let line = |key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key}:\n{text}"));
+    assert!(line("modules.retry.max_retries = 5").contains(file.to_str().unwrap()));
+    assert!(line("modules.retry.backoff_base_seconds = 1.0").ends_with("# default"));
+    assert!(text.contains("enabled   retry  (built-in)"), "{text}");
+    assert!(text.contains("disabled  fallback  (built-in)"), "{text}");
+    assert!(text.contains("providers: anthropic"), "{text}");
+}
+
+#[test]
+fn config_show_reports_a_syntax_error_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[defaults]\nprovider = \n").unwrap();
+    let out = arcllm(&["config", "show", "--config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("config.toml:2:"), "{}", stderr(&out));
+}
+
+#[test]
+fn module_check_accepts_a_module_and_lists_its_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("retry.wasm");
+    std::fs::write(&file, arcllm::builtin::RETRY).unwrap();
+    let out = arcllm(&["module", "check", file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("a valid arcllm module") && text.contains("arc:llm/middleware@0.1.0"), "{text}");
+    assert!(text.contains("arc:llm/provider@0.1.0") && text.contains("wasi:clocks/monotonic-clock"), "{text}");
+}
+
+#[test]
+fn module_check_rejects_a_core_module_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("core.wasm");
+    std::fs::write(&file, wat::parse_str("(module)").unwrap()).unwrap();
+    let out = arcllm(&["module", "check", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("core.wasm") && err.contains("not a component"), "{err}");
+}
+
+#[test]
+fn invoke_rejects_an_unknown_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "").unwrap();
+    let out = arcllm(&["invoke", "--config", file.to_str().unwrap(), "--provider", "nosuch", "hi"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nosuch"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invoke_prints_the_answer_and_the_whole_response_as_json() {
+    let reply = serde_json::json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "local-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi from loopback"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+    });
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", axum::routing::post(move || async move { axum::Json(reply) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("providers")).unwrap();
+    std::fs::write(
+        dir.path().join("providers/local.toml"),
+        format!("[provider]\napi_format = \"openai-chat\"\nbase_url = \"http://{addr}\"\napi_key_required = false\ndefault_model = \"local-model\"\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[defaults]\nprovider = \"local\"\n").unwrap();
+    let config = config.to_str().unwrap().to_string();
+
+    let run = |args: Vec<String>| tokio::task::spawn_blocking(move || arcllm(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let plain = run(vec!["invoke".into(), "--config".into(), config.clone(), "--retry".into(), "hello".into()]).await.unwrap();
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert_eq!(stdout(&plain).trim(), "hi from loopback");
+
+    let json = run(vec!["invoke".into(), "--config".into(), config, "--retry".into(), "--json".into(), "hello".into()]).await.unwrap();
+    assert!(json.status.success(), "{}", stderr(&json));
+    let response: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON output");
+    assert_eq!(response["content"], "hi from loopback");
+    assert_eq!(response["usage"]["total_tokens"], 7);
+    assert!(response["metadata"].as_array().unwrap().iter().any(|kv| kv[0] == "arcllm.retry.attempts" && kv[1] == "1"));
+}
