@@ -192,9 +192,8 @@ pub async fn builtin(runtime: &Runtime, name: &str, config: serde_json::Value) -
 /// The test fixture modules, compiled by `tests/build.rs`.
 pub mod fixtures {
     pub const TAG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_tag.wasm"));
-    pub const SPIN: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_spin.wasm"));
-    pub const TRAP: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_trap.wasm"));
-    pub const MEMBOMB: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_membomb.wasm"));
+    /// Misbehaves as its `mode` config says: `spin`, `trap` or `membomb`.
+    pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_hostile.wasm"));
     pub const READS_FILES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_reads_files.wasm"));
 }
 

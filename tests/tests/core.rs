@@ -137,14 +137,21 @@ async fn load(name: &str, bytes: &[u8]) -> Result<Arc<arcllm::runtime::Module>, 
     runtime().load_module(name, ModuleSource::Bytes, bytes.to_vec(), &json!({})).await
 }
 
+async fn load_hostile(mode: &str) -> Arc<arcllm::runtime::Module> {
+    runtime()
+        .load_module(mode, ModuleSource::Bytes, fixtures::HOSTILE.to_vec(), &json!({ "mode": mode }))
+        .await
+        .expect("hostile module loads: it misbehaves only when called")
+}
+
 /// After a hostile module misbehaves, a healthy chain on the same runtime still answers.
 async fn healthy_chain_still_serves() {
     let chain = passthrough_chain(2, ScriptedProvider::ok("anthropic")).await;
     assert_eq!(chain.invoke(full_request()).await, Ok(sample_response("anthropic")));
 }
 
-async fn assert_module_error(bytes: &[u8], name: &str, reason: &str) {
-    let module = load(name, bytes).await.expect("hostile module loads: it misbehaves only when called");
+async fn assert_module_error(name: &str, reason: &str) {
+    let module = load_hostile(name).await;
     let passthrough = builtin(&runtime(), "passthrough", json!({})).await;
     let adapter = ScriptedProvider::ok("anthropic");
     // The hostile module sits between two healthy ones: the error must name it.
@@ -160,17 +167,17 @@ async fn assert_module_error(bytes: &[u8], name: &str, reason: &str) {
 
 #[tokio::test]
 async fn infinite_loop_is_stopped_by_the_cpu_budget() {
-    assert_module_error(fixtures::SPIN, "spin", "CPU budget").await;
+    assert_module_error("spin", "CPU budget").await;
 }
 
 #[tokio::test]
 async fn unreachable_trap_is_a_module_error() {
-    assert_module_error(fixtures::TRAP, "trap", "unreachable").await;
+    assert_module_error("trap", "unreachable").await;
 }
 
 #[tokio::test]
 async fn memory_growth_past_the_cap_is_a_module_error() {
-    assert_module_error(fixtures::MEMBOMB, "membomb", "memory").await;
+    assert_module_error("membomb", "memory").await;
 }
 
 #[tokio::test]

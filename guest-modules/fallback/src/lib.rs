@@ -78,15 +78,7 @@ impl Guest for Fallback {
         }
         Err(primary)
     }
-    fn name() -> String {
-        inner::name()
-    }
-    fn model_name() -> String {
-        inner::model_name()
-    }
-    fn validate_config() -> Result<(), Error> {
-        inner::validate_config()
-    }
+    arcllm_module_sdk::delegate_to_inner!();
 }
 
 impl ModuleGuest for Fallback {

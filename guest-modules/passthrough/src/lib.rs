@@ -10,15 +10,7 @@ impl Guest for Passthrough {
     fn invoke(request: Request) -> Result<Response, Error> {
         inner::invoke(&request)
     }
-    fn name() -> String {
-        inner::name()
-    }
-    fn model_name() -> String {
-        inner::model_name()
-    }
-    fn validate_config() -> Result<(), Error> {
-        inner::validate_config()
-    }
+    arcllm_module_sdk::delegate_to_inner!();
 }
 
 impl ModuleGuest for Passthrough {

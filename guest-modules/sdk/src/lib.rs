@@ -14,9 +14,8 @@
 //!         response.metadata.push(("example.tag".into(), "seen".into()));
 //!         Ok(response)
 //!     }
-//!     fn name() -> String { inner::name() }
-//!     fn model_name() -> String { inner::model_name() }
-//!     fn validate_config() -> Result<(), Error> { inner::validate_config() }
+//!     // name, model-name and validate-config answer for the inner provider.
+//!     delegate_to_inner!();
 //! }
 //! impl ModuleGuest for Tag {
 //!     fn configure(_config: String) -> Result<(), String> { Ok(()) }
@@ -42,6 +41,23 @@ pub use exports::arc::llm::provider::Guest;
 
 pub mod config;
 pub mod time;
+
+/// Inside `impl Guest for …`: answers `name`, `model-name` and `validate-config` from the
+/// inner provider, as a wrapping module should (it is the inner provider, plus behavior).
+#[macro_export]
+macro_rules! delegate_to_inner {
+    () => {
+        fn name() -> String {
+            $crate::inner::name()
+        }
+        fn model_name() -> String {
+            $crate::inner::model_name()
+        }
+        fn validate_config() -> Result<(), $crate::Error> {
+            $crate::inner::validate_config()
+        }
+    };
+}
 
 /// Logs through the host's logger; the host tags the line with this module's name.
 pub fn log(level: Level, message: &str) {
@@ -74,7 +90,12 @@ impl Error {
     pub fn summary(&self) -> String {
         match self.status {
             Some(status) => {
-                format!("{} error from {} (HTTP {status}): {}", self.kind.as_str(), self.provider, self.message)
+                format!(
+                    "{} error from {} (HTTP {status}): {}",
+                    self.kind.as_str(),
+                    self.provider,
+                    self.message
+                )
             }
             None => format!("{} error from {}: {}", self.kind.as_str(), self.provider, self.message),
         }

@@ -30,15 +30,7 @@ impl Guest for Tag {
         response.add_metadata("tag", &settings.tag);
         Ok(response)
     }
-    fn name() -> String {
-        inner::name()
-    }
-    fn model_name() -> String {
-        inner::model_name()
-    }
-    fn validate_config() -> Result<(), Error> {
-        inner::validate_config()
-    }
+    arcllm_module_sdk::delegate_to_inner!();
 }
 
 impl ModuleGuest for Tag {
