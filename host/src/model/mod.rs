@@ -1,20 +1,32 @@
 //! `load_model`: what agents call. One call returns a model whose `invoke` runs the
 //! configured chain — `retry(fallback(adapter))` and any third-party modules — or the bare
 //! adapter when no module is enabled.
+//!
+//! A model serves from an immutable [`Snapshot`] of its chain behind an atomic pointer:
+//! [`Model::reload`] builds a whole new snapshot from the files and publishes it only when
+//! every part of it loaded, so a call never sees half a chain and a bad file never takes
+//! the model down. [`Model::watch`] reloads on its own when those files change.
 
 mod setting;
+mod watch;
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 
 pub use setting::{plan, PlannedModule, Setting};
+pub use watch::{WatchError, WatchHandle, WatchStatus, DEFAULT_DEBOUNCE};
 
 use crate::config::{Config, ConfigError, ModuleCode};
-use crate::providers::{ProviderCatalog, ProviderConfigError};
-use crate::runtime::{Chain, LazyRegistry, LoadError, ModuleSource, RandomSource, Runtime, RuntimeError};
+use crate::providers::{ProviderCatalog, ProviderConfigError, DEFAULT_PROVIDERS_DIR};
+use crate::runtime::{
+    Chain, LazyRegistry, LoadError, Module, ModuleSource, RandomSource, Runtime, RuntimeError,
+};
 use crate::types::{Error, Message, Options, Request, Response, ToolDefinition};
 use crate::Provider;
 
@@ -51,6 +63,7 @@ pub struct ModelBuilder {
     model: Option<String>,
     settings: BTreeMap<String, Setting>,
     config: Option<Config>,
+    config_file: Option<PathBuf>,
     catalog: Option<Arc<ProviderCatalog>>,
     runtime: Option<Runtime>,
     random: Option<RandomSource>,
@@ -76,9 +89,19 @@ impl ModelBuilder {
         self.settings.insert(name.to_string(), setting.into());
         self
     }
-    /// The configuration (default: [`Config::discover`]).
+    /// The configuration, in memory (default: [`Config::discover`]). A reload keeps it
+    /// as it is (module and provider files are still re-read); for reloads that pick up
+    /// edits to config.toml, use [`ModelBuilder::config_file`].
     pub fn config(mut self, config: Config) -> Self {
         self.config = Some(config);
+        self.config_file = None;
+        self
+    }
+    /// The configuration file (default: [`Config::discover`]), read now and again by
+    /// every [`Model::reload`], so that editing it changes the running chain.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self.config = None;
         self
     }
     /// The provider catalog (default: the configuration's).
@@ -101,29 +124,90 @@ impl ModelBuilder {
     /// enabled module. Built-in module tables are checked even when disabled, so a typo in
     /// config.toml is found now and not the day the module is switched on.
     pub async fn build(self) -> Result<Model, BuildError> {
-        let snapshot = self.snapshot().await?;
+        let snapshot = self.snapshot(1).await?;
         // Pin what was resolved: a reload swaps modules, never the provider under them.
         let recipe = ModelBuilder {
             provider: Some(snapshot.provider.name().to_string()),
             model: Some(snapshot.provider.model_name().to_string()),
             ..self
         };
-        Ok(Model { recipe, current: ArcSwap::from_pointee(snapshot) })
+        Ok(Model { recipe, current: ArcSwap::from_pointee(snapshot), reloading: tokio::sync::Mutex::new(()) })
     }
 
-    async fn snapshot(&self) -> Result<Snapshot, BuildError> {
-        let config = match &self.config {
-            Some(config) => config.clone(),
-            None => Config::discover(None)?,
+    /// The configuration as it is now: the in-memory one, the named file re-read, or the
+    /// file discovery finds now.
+    fn read_config(&self) -> Result<Config, ConfigError> {
+        match (&self.config, &self.config_file) {
+            (Some(config), _) => Ok(config.clone()),
+            (None, Some(file)) => Config::from_file(file),
+            (None, None) => Config::discover(None),
+        }
+    }
+
+    /// Reads config.toml and the provider files on a blocking thread: they are small, but a
+    /// reload runs beside live calls and must not hold an async thread on disk I/O.
+    async fn read_files(&self) -> Result<(Config, Arc<ProviderCatalog>), BuildError> {
+        let recipe = self.clone();
+        let read = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
+            let config = recipe.read_config()?;
+            let catalog = match &recipe.catalog {
+                Some(catalog) => catalog.clone(),
+                None => Arc::new(config.catalog()?),
+            };
+            Ok((config, catalog))
+        });
+        read.await.map_err(|e| {
+            let file = self.config_file.clone().unwrap_or_else(|| "<config>".into());
+            BuildError::Config(ConfigError::Read { file, reason: format!("the reading task failed: {e}") })
+        })?
+    }
+
+    /// The files a snapshot of `config` comes from and a reload would re-read.
+    fn sources(&self, config: &Config, planned: &[PlannedModule]) -> Sources {
+        // An in-memory config is not re-read, so its file is not a source.
+        let config_file = if self.config.is_some() { None } else { config.file.clone() };
+        let providers_dir = match (&self.catalog, &config.file) {
+            (None, Some(file)) => {
+                let base = file.parent().unwrap_or(Path::new(""));
+                Some(base.join(config.providers_dir.as_deref().unwrap_or(DEFAULT_PROVIDERS_DIR)))
+                    .filter(|dir| dir.is_dir())
+            }
+            _ => None,
         };
-        let catalog = match &self.catalog {
-            Some(catalog) => catalog.clone(),
-            None => Arc::new(config.catalog()?),
-        };
+        let modules = planned
+            .iter()
+            .filter_map(|p| match &p.code {
+                ModuleCode::Wasm(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
+        Sources { config_file, providers_dir, modules }
+    }
+
+    /// The sources the configuration on disk names now, whether or not it would load: the
+    /// watcher follows them too, so that a config naming a module file that is not there
+    /// yet reloads once the file arrives.
+    async fn pending_sources(&self) -> Option<Sources> {
+        let recipe = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let config = recipe.read_config().ok()?;
+            let planned = plan(&config, &recipe.settings).ok()?;
+            Some(recipe.sources(&config, &planned))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Builds a whole snapshot numbered `version`: everything is read, compiled (on
+    /// blocking threads, see `Runtime::load_module`) and checked, or nothing is returned.
+    async fn snapshot(&self, version: u64) -> Result<Snapshot, BuildError> {
+        let (config, catalog) = self.read_files().await?;
         let provider_name = self.provider.clone().unwrap_or_else(|| config.provider.clone());
         let model_name = self.model.clone().or_else(|| config.model.clone());
         let adapter = catalog.create(&provider_name, model_name.as_deref()).map_err(BuildError::Provider)?;
         let planned = plan(&config, &self.settings)?;
+        let sources = self.sources(&config, &planned);
 
         let runtime = match &self.runtime {
             Some(runtime) => runtime.clone(),
@@ -159,13 +243,13 @@ impl ModelBuilder {
             adapter
         } else {
             let registry = Arc::new(LazyRegistry::new(catalog.factory()));
-            let chain = Chain::new(runtime, modules, adapter).with_registry(registry);
+            let chain = Chain::new(runtime, modules.clone(), adapter).with_registry(registry);
             Arc::new(match &self.random {
                 Some(random) => chain.with_random(random.clone()),
                 None => chain,
             })
         };
-        Ok(Snapshot { provider, stack })
+        Ok(Snapshot { version, provider, modules, stack, sources })
     }
 }
 
@@ -174,7 +258,7 @@ async fn load(
     name: &str,
     code: &ModuleCode,
     table: &serde_json::Map<String, serde_json::Value>,
-) -> Result<Arc<crate::runtime::Module>, LoadError> {
+) -> Result<Arc<Module>, LoadError> {
     let config = serde_json::Value::Object(table.clone());
     match code {
         ModuleCode::Wasm(path) => runtime.load_module_file(name, path, &config).await,
@@ -194,16 +278,99 @@ pub struct StackEntry {
     pub table: serde_json::Map<String, serde_json::Value>,
 }
 
-/// What one build produced: the provider to call and the stack it is made of.
-struct Snapshot {
+/// The files a model's chain was built from: what a reload re-reads and
+/// [`Model::watch`] watches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// config.toml, when reloads re-read it (not for an in-memory [`ModelBuilder::config`]).
+    pub config_file: Option<PathBuf>,
+    /// The directory of the user's provider files, when the catalog comes from one.
+    pub providers_dir: Option<PathBuf>,
+    /// The `.wasm` file of every enabled third-party module, outermost first.
+    pub modules: Vec<PathBuf>,
+}
+
+/// One published version of a model's chain: the compiled modules with their tables and
+/// the adapter under them. Immutable: a reload publishes a new snapshot instead of changing
+/// this one, and a snapshot is freed when the model has moved on and its last call ended.
+///
+/// A caller that wants several calls on the very same chain (one agent turn, say) can hold
+/// [`Model::snapshot`] and call it directly: it is a [`Provider`].
+pub struct Snapshot {
+    version: u64,
     provider: Arc<dyn Provider>,
+    modules: Vec<Arc<Module>>,
     stack: Vec<StackEntry>,
+    sources: Sources,
+}
+
+impl Snapshot {
+    /// 1 for the chain [`ModelBuilder::build`] made, one more for each successful reload.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The modules around the adapter, outermost first (empty: the bare adapter).
+    pub fn stack(&self) -> &[StackEntry] {
+        &self.stack
+    }
+
+    /// The loaded modules, outermost first: what runs, with the tables they were given.
+    /// Modules loaded from identical bytes share one compiled component.
+    pub fn modules(&self) -> &[Arc<Module>] {
+        &self.modules
+    }
+
+    /// The files this snapshot was built from.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
+    }
+}
+
+impl fmt::Display for Snapshot {
+    /// `chain v3 (retry → tag → anthropic/claude-…)`: what a reload log line names.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chain v{} (", self.version)?;
+        for entry in &self.stack {
+            write!(f, "{} → ", entry.name)?;
+        }
+        write!(f, "{}/{})", self.provider.name(), self.provider.model_name())
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("version", &self.version)
+            .field("stack", &self.stack)
+            .field("sources", &self.sources)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Provider for Snapshot {
+    async fn invoke(&self, request: Request) -> Result<Response, Error> {
+        self.provider.invoke(request).await
+    }
+    fn name(&self) -> &str {
+        self.provider.name()
+    }
+    fn model_name(&self) -> &str {
+        self.provider.model_name()
+    }
+    async fn validate_config(&self) -> Result<(), Error> {
+        self.provider.validate_config().await
+    }
 }
 
 /// A ready model: `invoke` runs its chain.
 pub struct Model {
     recipe: ModelBuilder,
     current: ArcSwap<Snapshot>,
+    /// Held while a reload builds: reloads publish one at a time, in the order they
+    /// started, so versions only go up and a slow reload never overwrites a newer one.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Model {
@@ -224,6 +391,22 @@ impl Model {
         snapshot.provider.invoke(request).await
     }
 
+    /// The chain calls start on now. Holding it keeps that version alive (and callable)
+    /// after a reload replaces it.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The version of the current chain: 1 after build, one more per successful reload.
+    pub fn version(&self) -> u64 {
+        self.current.load().version
+    }
+
+    /// The files the current chain was built from (what [`Model::watch`] watches).
+    pub fn sources(&self) -> Sources {
+        self.current.load().sources.clone()
+    }
+
     /// The modules around the adapter, outermost first (empty: the bare adapter).
     pub fn stack(&self) -> Vec<StackEntry> {
         self.current.load().stack.clone()
@@ -239,13 +422,47 @@ impl Model {
         self.current.load().stack.is_empty()
     }
 
-    /// Rebuilds from the same options (re-reading config.toml and module files when they
-    /// came from disk) and swaps the result in. Calls already running finish on the chain
-    /// they started on. On error, the current chain keeps serving.
+    /// Rebuilds from the same options and publishes the result as the next version: the
+    /// config file is re-read (unless the model was given an in-memory
+    /// [`ModelBuilder::config`]), and so are the provider files and every module file.
+    /// Unchanged module files cost a hash, not a compile (compiled components are cached
+    /// by content); changed ones compile on blocking threads.
+    ///
+    /// Calls already running finish on the chain they started on; calls that start after
+    /// this returns use the new one. The provider and model stay those resolved at build.
+    /// On error (a file that cannot be read, is not a component, does not implement the
+    /// module world, has a config table its module rejects, a TOML syntax error …) nothing
+    /// is published, the current chain keeps serving, and the error names the file.
     pub async fn reload(&self) -> Result<(), BuildError> {
-        let snapshot = self.recipe.snapshot().await?;
+        let _one_at_a_time = self.reloading.lock().await;
+        let next = self.current.load().version + 1;
+        let snapshot = self.recipe.snapshot(next).await?;
         self.current.store(Arc::new(snapshot));
         Ok(())
+    }
+
+    /// Starts reloading this model whenever one of its [`Model::sources`] changes on disk,
+    /// after the changes settle for [`DEFAULT_DEBOUNCE`]. Opt-in; stops when the handle is
+    /// dropped. Needs a tokio runtime. See [`WatchHandle`].
+    pub fn watch(self: &Arc<Self>) -> Result<WatchHandle, WatchError> {
+        self.watch_debounced(DEFAULT_DEBOUNCE)
+    }
+
+    /// As [`Model::watch`], reloading once changes have settled for `debounce`.
+    pub fn watch_debounced(self: &Arc<Self>, debounce: Duration) -> Result<WatchHandle, WatchError> {
+        watch::start(self, debounce)
+    }
+
+    /// The sources the watcher should follow: the current chain's, and those of the
+    /// configuration on disk even when it does not load (yet).
+    async fn watch_targets(&self) -> Vec<Sources> {
+        let mut targets = vec![self.sources()];
+        if let Some(pending) = self.recipe.pending_sources().await {
+            if pending != targets[0] {
+                targets.push(pending);
+            }
+        }
+        targets
     }
 }
 
