@@ -6,13 +6,11 @@
 //! Responses: `text` blocks make the content, `tool_use` blocks the tool calls, `thinking`
 //! blocks the thinking; cache read/creation tokens are reported as such.
 
-use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{ApiKey, Endpoint};
-use crate::provider::Provider;
+use super::{ApiKey, Endpoint, WireFormat};
 use crate::providers::ProviderConfig;
 use crate::types::{
     Content, ContentBlock, Error, Message, Request, Response, Role, StopReason, ToolCall, Usage,
@@ -22,7 +20,7 @@ use crate::types::{
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The adapter for `api_format = "anthropic-messages"`.
-pub struct AnthropicAdapter {
+pub(crate) struct AnthropicAdapter {
     endpoint: Endpoint,
 }
 
@@ -37,6 +35,65 @@ impl AnthropicAdapter {
             headers.insert("x-api-key", value);
         }
         Ok(AnthropicAdapter { endpoint: Endpoint::new(config, model, "/v1/messages", headers, api_key)? })
+    }
+
+    fn system_text(&self, index: usize, message: &Message) -> Result<String, Error> {
+        match &message.content {
+            Content::Text(text) => Ok(text.clone()),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .map(|block| match block {
+                    ContentBlock::Text(text) => Ok(text.as_str()),
+                    _ => Err(self
+                        .endpoint
+                        .request_error(format!("system messages[{index}] may hold text blocks only"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|texts| texts.join("\n")),
+        }
+    }
+
+    fn content(&self, content: &Content) -> Result<Value, Error> {
+        let blocks = match content {
+            Content::Text(text) => return Ok(json!(text)),
+            Content::Blocks(blocks) => blocks,
+        };
+        let blocks = blocks
+            .iter()
+            .map(|block| {
+                Ok(match block {
+                    ContentBlock::Text(text) => json!({"type": "text", "text": text}),
+                    ContentBlock::Image(image) => json!({
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
+                    }),
+                    ContentBlock::ToolUse(call) => json!({
+                        "type": "tool_use",
+                        "id": call.id,
+                        "name": call.name,
+                        "input": self.endpoint.tool_arguments(&call.id, &call.arguments)?,
+                    }),
+                    ContentBlock::ToolResult(result) => {
+                        let mut block = json!({
+                            "type": "tool_result",
+                            "tool_use_id": result.tool_use_id,
+                            "content": result.content,
+                        });
+                        if result.is_error {
+                            block["is_error"] = json!(true);
+                        }
+                        block
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(Value::Array(blocks))
+    }
+}
+
+impl WireFormat for AnthropicAdapter {
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     fn body(&self, request: &Request) -> Result<Value, Error> {
@@ -97,59 +154,6 @@ impl AnthropicAdapter {
         Ok(Value::Object(body))
     }
 
-    fn system_text(&self, index: usize, message: &Message) -> Result<String, Error> {
-        match &message.content {
-            Content::Text(text) => Ok(text.clone()),
-            Content::Blocks(blocks) => blocks
-                .iter()
-                .map(|block| match block {
-                    ContentBlock::Text(text) => Ok(text.as_str()),
-                    _ => Err(self
-                        .endpoint
-                        .request_error(format!("system messages[{index}] may hold text blocks only"))),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(|texts| texts.join("\n")),
-        }
-    }
-
-    fn content(&self, content: &Content) -> Result<Value, Error> {
-        let blocks = match content {
-            Content::Text(text) => return Ok(json!(text)),
-            Content::Blocks(blocks) => blocks,
-        };
-        let blocks = blocks
-            .iter()
-            .map(|block| {
-                Ok(match block {
-                    ContentBlock::Text(text) => json!({"type": "text", "text": text}),
-                    ContentBlock::Image(image) => json!({
-                        "type": "image",
-                        "source": {"type": "base64", "media_type": image.media_type, "data": image.data},
-                    }),
-                    ContentBlock::ToolUse(call) => json!({
-                        "type": "tool_use",
-                        "id": call.id,
-                        "name": call.name,
-                        "input": self.endpoint.tool_arguments(&call.id, &call.arguments)?,
-                    }),
-                    ContentBlock::ToolResult(result) => {
-                        let mut block = json!({
-                            "type": "tool_result",
-                            "tool_use_id": result.tool_use_id,
-                            "content": result.content,
-                        });
-                        if result.is_error {
-                            block["is_error"] = json!(true);
-                        }
-                        block
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        Ok(Value::Array(blocks))
-    }
-
     fn response(&self, headers: &HeaderMap, body: &[u8]) -> Result<Response, Error> {
         let e = &self.endpoint;
         let parsed: MessagesResponse = serde_json::from_slice(body).map_err(|err| {
@@ -208,27 +212,6 @@ impl AnthropicAdapter {
             thinking: (!thinking.is_empty()).then(|| thinking.join("\n\n")),
             metadata,
         })
-    }
-}
-
-#[async_trait]
-impl Provider for AnthropicAdapter {
-    async fn invoke(&self, request: Request) -> Result<Response, Error> {
-        let body = self.body(&request)?;
-        let reply = self.endpoint.http.post_json(&self.endpoint.url, &body).await?;
-        self.response(&reply.headers, &reply.body)
-    }
-
-    fn name(&self) -> &str {
-        &self.endpoint.provider
-    }
-
-    fn model_name(&self) -> &str {
-        &self.endpoint.model
-    }
-
-    async fn validate_config(&self) -> Result<(), Error> {
-        self.endpoint.validate()
     }
 }
 

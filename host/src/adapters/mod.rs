@@ -23,12 +23,12 @@ use std::sync::Arc;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
-pub use anthropic::AnthropicAdapter;
-pub use openai::OpenAiAdapter;
+use anthropic::AnthropicAdapter;
+use openai::OpenAiAdapter;
 
 use crate::provider::Provider;
 use crate::providers::{ApiFormat, MaxTokensParam, ProviderConfig, ProviderConfigError};
-use crate::types::{Error, ErrorKind, Request};
+use crate::types::{Error, ErrorKind, Request, Response};
 
 /// `max_tokens` when neither the request nor the model's settings give one.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -86,9 +86,43 @@ pub fn build_with_env(
         tracing::debug!(provider = %config.name, model, "model not described in the provider file; using defaults");
     }
     Ok(match settings.api_format {
-        ApiFormat::AnthropicMessages => Arc::new(AnthropicAdapter::new(config, model, api_key)?),
-        ApiFormat::OpenaiChat => Arc::new(OpenAiAdapter::new(config, model, api_key)?),
+        ApiFormat::AnthropicMessages => Arc::new(HttpAdapter(AnthropicAdapter::new(config, model, api_key)?)),
+        ApiFormat::OpenaiChat => Arc::new(HttpAdapter(OpenAiAdapter::new(config, model, api_key)?)),
     })
+}
+
+/// A vendor's wire format: how a request becomes a JSON body and a reply a response.
+/// Everything else about an adapter (posting, errors, identity) is shared, in
+/// [`HttpAdapter`].
+pub(crate) trait WireFormat: Send + Sync + 'static {
+    fn endpoint(&self) -> &Endpoint;
+    fn body(&self, request: &Request) -> Result<Value, Error>;
+    fn response(&self, headers: &HeaderMap, body: &[u8]) -> Result<Response, Error>;
+}
+
+/// A [`Provider`] over HTTP for one [`WireFormat`]: encode, POST, decode.
+struct HttpAdapter<W>(W);
+
+#[async_trait::async_trait]
+impl<W: WireFormat> Provider for HttpAdapter<W> {
+    async fn invoke(&self, request: Request) -> Result<Response, Error> {
+        let body = self.0.body(&request)?;
+        let endpoint = self.0.endpoint();
+        let reply = endpoint.http.post_json(&endpoint.url, &body).await?;
+        self.0.response(&reply.headers, &reply.body)
+    }
+
+    fn name(&self) -> &str {
+        &self.0.endpoint().provider
+    }
+
+    fn model_name(&self) -> &str {
+        &self.0.endpoint().model
+    }
+
+    async fn validate_config(&self) -> Result<(), Error> {
+        self.0.endpoint().validate()
+    }
 }
 
 /// What both adapters hold: who they are, where they post, and the request defaults.

@@ -9,18 +9,16 @@
 //! Responses: `reasoning_content` (DeepSeek, vLLM) or `reasoning` becomes the thinking, and
 //! a `refusal` counts as a content-filter stop.
 
-use async_trait::async_trait;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{ApiKey, Endpoint};
-use crate::provider::Provider;
+use super::{ApiKey, Endpoint, WireFormat};
 use crate::providers::ProviderConfig;
 use crate::types::{Content, ContentBlock, Error, Request, Response, Role, StopReason, ToolCall, Usage};
 
 /// The adapter for `api_format = "openai-chat"`.
-pub struct OpenAiAdapter {
+pub(crate) struct OpenAiAdapter {
     endpoint: Endpoint,
 }
 
@@ -36,57 +34,6 @@ impl OpenAiAdapter {
         Ok(OpenAiAdapter {
             endpoint: Endpoint::new(config, model, "/v1/chat/completions", headers, api_key)?,
         })
-    }
-
-    fn body(&self, request: &Request) -> Result<Value, Error> {
-        let e = &self.endpoint;
-        let mut messages = Vec::new();
-        for (index, message) in request.messages.iter().enumerate() {
-            match (message.role, &message.content) {
-                (Role::System, content) => {
-                    let text = self.text_only(index, content)?;
-                    messages.push(json!({"role": "system", "content": text}));
-                }
-                (Role::User, Content::Text(text)) => messages.push(json!({"role": "user", "content": text})),
-                (Role::Tool, Content::Text(_)) => {
-                    return Err(
-                        e.request_error(format!("messages[{index}] has role tool but no tool-result blocks"))
-                    )
-                }
-                (Role::User | Role::Tool, Content::Blocks(blocks)) => {
-                    self.user_blocks(index, blocks, &mut messages)?
-                }
-                (Role::Assistant, content) => messages.push(self.assistant(index, content)?),
-            }
-        }
-        let mut body = Map::new();
-        body.insert("model".into(), json!(e.model));
-        body.insert("messages".into(), Value::Array(messages));
-        body.insert(e.max_tokens_param.field().into(), json!(e.max_tokens(request)));
-        if let Some(temperature) = e.temperature(request) {
-            body.insert("temperature".into(), json!(temperature));
-        }
-        if !request.options.stop_sequences.is_empty() {
-            body.insert("stop".into(), json!(request.options.stop_sequences));
-        }
-        if !request.tools.is_empty() {
-            let tools = request
-                .tools
-                .iter()
-                .map(|tool| {
-                    let mut function = Map::new();
-                    function.insert("name".into(), json!(tool.name));
-                    if !tool.description.is_empty() {
-                        function.insert("description".into(), json!(tool.description));
-                    }
-                    function.insert("parameters".into(), e.tool_schema(&tool.name, &tool.parameters)?);
-                    Ok(json!({"type": "function", "function": function}))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            body.insert("tools".into(), Value::Array(tools));
-        }
-        e.merge_extra(&mut body, request)?;
-        Ok(Value::Object(body))
     }
 
     /// System content: text, or text blocks joined by newlines.
@@ -190,6 +137,63 @@ impl OpenAiAdapter {
         }
         Ok(message)
     }
+}
+
+impl WireFormat for OpenAiAdapter {
+    fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    fn body(&self, request: &Request) -> Result<Value, Error> {
+        let e = &self.endpoint;
+        let mut messages = Vec::new();
+        for (index, message) in request.messages.iter().enumerate() {
+            match (message.role, &message.content) {
+                (Role::System, content) => {
+                    let text = self.text_only(index, content)?;
+                    messages.push(json!({"role": "system", "content": text}));
+                }
+                (Role::User, Content::Text(text)) => messages.push(json!({"role": "user", "content": text})),
+                (Role::Tool, Content::Text(_)) => {
+                    return Err(
+                        e.request_error(format!("messages[{index}] has role tool but no tool-result blocks"))
+                    )
+                }
+                (Role::User | Role::Tool, Content::Blocks(blocks)) => {
+                    self.user_blocks(index, blocks, &mut messages)?
+                }
+                (Role::Assistant, content) => messages.push(self.assistant(index, content)?),
+            }
+        }
+        let mut body = Map::new();
+        body.insert("model".into(), json!(e.model));
+        body.insert("messages".into(), Value::Array(messages));
+        body.insert(e.max_tokens_param.field().into(), json!(e.max_tokens(request)));
+        if let Some(temperature) = e.temperature(request) {
+            body.insert("temperature".into(), json!(temperature));
+        }
+        if !request.options.stop_sequences.is_empty() {
+            body.insert("stop".into(), json!(request.options.stop_sequences));
+        }
+        if !request.tools.is_empty() {
+            let tools = request
+                .tools
+                .iter()
+                .map(|tool| {
+                    let mut function = Map::new();
+                    function.insert("name".into(), json!(tool.name));
+                    if !tool.description.is_empty() {
+                        function.insert("description".into(), json!(tool.description));
+                    }
+                    function.insert("parameters".into(), e.tool_schema(&tool.name, &tool.parameters)?);
+                    Ok(json!({"type": "function", "function": function}))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            body.insert("tools".into(), Value::Array(tools));
+        }
+        e.merge_extra(&mut body, request)?;
+        Ok(Value::Object(body))
+    }
 
     fn response(&self, headers: &HeaderMap, body: &[u8]) -> Result<Response, Error> {
         let e = &self.endpoint;
@@ -251,27 +255,6 @@ impl OpenAiAdapter {
             thinking,
             metadata,
         })
-    }
-}
-
-#[async_trait]
-impl Provider for OpenAiAdapter {
-    async fn invoke(&self, request: Request) -> Result<Response, Error> {
-        let body = self.body(&request)?;
-        let reply = self.endpoint.http.post_json(&self.endpoint.url, &body).await?;
-        self.response(&reply.headers, &reply.body)
-    }
-
-    fn name(&self) -> &str {
-        &self.endpoint.provider
-    }
-
-    fn model_name(&self) -> &str {
-        &self.endpoint.model
-    }
-
-    async fn validate_config(&self) -> Result<(), Error> {
-        self.endpoint.validate()
     }
 }
 
