@@ -146,7 +146,7 @@ impl ModelBuilder {
 
     /// Reads config.toml and the provider files on a blocking thread: they are small, but a
     /// reload runs beside live calls and must not hold an async thread on disk I/O.
-    async fn read_files(&self) -> Result<(Config, Arc<ProviderCatalog>), BuildError> {
+    async fn read_files(&self) -> Result<(Config, Arc<ProviderCatalog>, Option<PathBuf>), BuildError> {
         let recipe = self.clone();
         let read = tokio::task::spawn_blocking(move || -> Result<_, BuildError> {
             let config = recipe.read_config()?;
@@ -154,7 +154,8 @@ impl ModelBuilder {
                 Some(catalog) => catalog.clone(),
                 None => Arc::new(config.catalog()?),
             };
-            Ok((config, catalog))
+            let providers_dir = recipe.providers_dir(&config);
+            Ok((config, catalog, providers_dir))
         });
         read.await.map_err(|e| {
             let file = self.config_file.clone().unwrap_or_else(|| "<config>".into());
@@ -162,18 +163,23 @@ impl ModelBuilder {
         })?
     }
 
-    /// The files a snapshot of `config` comes from and a reload would re-read.
-    fn sources(&self, config: &Config, planned: &[PlannedModule]) -> Sources {
-        // An in-memory config is not re-read, so its file is not a source.
-        let config_file = if self.config.is_some() { None } else { config.file.clone() };
-        let providers_dir = match (&self.catalog, &config.file) {
+    /// The directory of user provider files the catalog is read from, if there is one
+    /// (it reads the disk: call it on a blocking thread).
+    fn providers_dir(&self, config: &Config) -> Option<PathBuf> {
+        match (&self.catalog, &config.file) {
             (None, Some(file)) => {
                 let base = file.parent().unwrap_or(Path::new(""));
                 Some(base.join(config.providers_dir.as_deref().unwrap_or(DEFAULT_PROVIDERS_DIR)))
                     .filter(|dir| dir.is_dir())
             }
             _ => None,
-        };
+        }
+    }
+
+    /// The files a snapshot of `config` comes from and a reload would re-read.
+    fn sources(&self, config: &Config, planned: &[PlannedModule], providers_dir: Option<PathBuf>) -> Sources {
+        // An in-memory config is not re-read, so its file is not a source.
+        let config_file = if self.config.is_some() { None } else { config.file.clone() };
         let modules = planned
             .iter()
             .filter_map(|p| match &p.code {
@@ -192,7 +198,7 @@ impl ModelBuilder {
         tokio::task::spawn_blocking(move || {
             let config = recipe.read_config().ok()?;
             let planned = plan(&config, &recipe.settings).ok()?;
-            Some(recipe.sources(&config, &planned))
+            Some(recipe.sources(&config, &planned, recipe.providers_dir(&config)))
         })
         .await
         .ok()
@@ -202,12 +208,12 @@ impl ModelBuilder {
     /// Builds a whole snapshot numbered `version`: everything is read, compiled (on
     /// blocking threads, see `Runtime::load_module`) and checked, or nothing is returned.
     async fn snapshot(&self, version: u64) -> Result<Snapshot, BuildError> {
-        let (config, catalog) = self.read_files().await?;
+        let (config, catalog, providers_dir) = self.read_files().await?;
         let provider_name = self.provider.clone().unwrap_or_else(|| config.provider.clone());
         let model_name = self.model.clone().or_else(|| config.model.clone());
         let adapter = catalog.create(&provider_name, model_name.as_deref()).map_err(BuildError::Provider)?;
         let planned = plan(&config, &self.settings)?;
-        let sources = self.sources(&config, &planned);
+        let sources = self.sources(&config, &planned, providers_dir);
 
         let runtime = match &self.runtime {
             Some(runtime) => runtime.clone(),
@@ -434,11 +440,16 @@ impl Model {
     /// module world, has a config table its module rejects, a TOML syntax error …) nothing
     /// is published, the current chain keeps serving, and the error names the file.
     pub async fn reload(&self) -> Result<(), BuildError> {
+        self.publish_next().await.map(drop)
+    }
+
+    /// [`Model::reload`], returning the snapshot it published.
+    async fn publish_next(&self) -> Result<Arc<Snapshot>, BuildError> {
         let _one_at_a_time = self.reloading.lock().await;
         let next = self.current.load().version + 1;
-        let snapshot = self.recipe.snapshot(next).await?;
-        self.current.store(Arc::new(snapshot));
-        Ok(())
+        let snapshot = Arc::new(self.recipe.snapshot(next).await?);
+        self.current.store(snapshot.clone());
+        Ok(snapshot)
     }
 
     /// Starts reloading this model whenever one of its [`Model::sources`] changes on disk,
