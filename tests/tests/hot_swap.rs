@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use arcllm::model::Snapshot;
@@ -30,9 +30,9 @@ use tokio::sync::Notify;
 /// The tests of this file run one at a time: the memory test reads the process's resident
 /// size, which another test running beside it would move, and the backoff test needs a
 /// reload to finish within a retry wait, which a concurrent load test would slow down.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 /// A generous upper bound for anything the tests wait for.
@@ -132,10 +132,10 @@ struct Workspace {
 impl Workspace {
     fn new(stub: &Stub) -> Workspace {
         let ws = Workspace { dir: tempfile::tempdir().expect("temp dir") };
-        ws.write("providers/stub.toml", &provider_toml(&stub.url, 30));
+        ws.write("providers/stub.toml", provider_toml(&stub.url, 30));
         ws.write(OUTER, fixtures::TAG);
-        ws.write(INNER, &tag_build(0));
-        ws.write(CONFIG, &config_toml(0, RETRY_FAST));
+        ws.write(INNER, tag_build(0));
+        ws.write(CONFIG, config_toml(0, RETRY_FAST));
         ws
     }
 
@@ -380,7 +380,7 @@ const SWAPS: u64 = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaps_under_load_lose_no_call_and_never_mix_chains() {
-    let _serial = serial();
+    let _serial = serial().await;
     let stub = Stub::start(None).await;
     let ws = Workspace::new(&stub);
     let (model, _runtime) = ws.model().await;
@@ -485,7 +485,7 @@ fn breakages() -> Vec<Breakage> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_swap_keeps_the_old_chain_serving_and_names_the_file() {
-    let _serial = serial();
+    let _serial = serial().await;
     let stub = Stub::start(None).await;
     let ws = Workspace::new(&stub);
     let (model, _runtime) = ws.model().await;
@@ -498,6 +498,7 @@ async fn a_broken_swap_keeps_the_old_chain_serving_and_names_the_file() {
         let error: BuildError =
             model.reload().await.expect_err(&format!("a swap to {} must fail", case.what));
         let text = error.to_string();
+        println!("{}: {text}", case.what);
         let file = case.file.rsplit('/').next().unwrap();
         assert!(text.contains(file), "{}: the error names the file {file}: {text}", case.what);
         for needle in case.says {
@@ -529,7 +530,7 @@ async fn a_broken_swap_keeps_the_old_chain_serving_and_names_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_sleeping_in_a_retry_backoff_finishes_on_its_old_chain() {
-    let _serial = serial();
+    let _serial = serial().await;
     // The stub asks for a 2 s wait: time enough for a reload (tens of milliseconds) to
     // finish while the call sleeps.
     let stub = Stub::start(Some(2000)).await;
@@ -575,7 +576,7 @@ async fn a_call_sleeping_in_a_retry_backoff_finishes_on_its_old_chain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloading_unchanged_files_reuses_the_compiled_components() {
-    let _serial = serial();
+    let _serial = serial().await;
     let stub = Stub::start(None).await;
     let ws = Workspace::new(&stub);
     let (model, runtime) = ws.model().await;
@@ -628,19 +629,19 @@ const MEMORY_SWAPS: u64 = 1000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_swaps_release_every_old_snapshot() {
-    let _serial = serial();
+    let _serial = serial().await;
     let stub = Stub::start(None).await;
     let ws = Workspace::new(&stub);
     let (model, runtime) = ws.model().await;
 
-    // Four calls span every swap: started on the old chain, ended after the new one is
-    // published, so each old snapshot is freed by its last call, not by the reload.
+    // Four calls run beside every reload, on the old chain or the new one: a snapshot is
+    // freed by its last call as often as by the swap itself.
     let swap = |k: u64| {
         let (model, ws) = (model.clone(), &ws);
         async move {
             // The table changes on every swap; the module file every 100 (a compile each).
             ws.write(CONFIG, config_toml(k, &retry_table(k)));
-            if k % 100 == 0 {
+            if k.is_multiple_of(100) {
                 ws.replace(INNER, tag_build(k / 100));
             }
             let calls: Vec<_> = (0..4)
@@ -702,7 +703,7 @@ async fn a_thousand_swaps_release_every_old_snapshot() {
 
 #[tokio::test]
 async fn the_watcher_reloads_on_changes_and_keeps_the_chain_on_errors() {
-    let _serial = serial();
+    let _serial = serial().await;
     let (logs, _guard) = logs::capture();
     let stub = Stub::start(None).await;
     let ws = Workspace::new(&stub);
