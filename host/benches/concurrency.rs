@@ -23,7 +23,7 @@ use arcllm::runtime::{Chain, RandomSource, Runtime};
 use arcllm::types::{Content, Error, Request, Response};
 use arcllm::Provider;
 use async_trait::async_trait;
-use common::{us, verdict};
+use common::{us, verdict, Clock};
 
 const CALLS: usize = 1000;
 const BASE_SECONDS: f64 = 0.05;
@@ -66,6 +66,8 @@ impl Provider for Flaky {
 
 struct RoundResult {
     wall: Duration,
+    /// CPU time the whole process used during the round.
+    cpu: Duration,
     ok: usize,
     errors: Vec<Error>,
     p50: Duration,
@@ -80,6 +82,7 @@ async fn round(chain: &Chain, tag: &str) -> RoundResult {
         (0..CALLS).map(|i| common::request_of_size(1 << 10, &format!("{tag}-{i}|"))).collect();
     common::reset_peak_rss();
     let baseline_rss = common::proc_status_bytes("VmRSS").unwrap_or(0);
+    let cpu_started = Clock::ProcessCpu.now();
     let started = Instant::now();
     let tasks: Vec<_> = requests
         .into_iter()
@@ -105,9 +108,19 @@ async fn round(chain: &Chain, tag: &str) -> RoundResult {
         }
     }
     let wall = started.elapsed();
+    let cpu = Clock::ProcessCpu.now() - cpu_started;
     let peak_rss = common::proc_status_bytes("VmHWM").unwrap_or(0);
     latencies.sort();
-    RoundResult { wall, ok, errors, p50: latencies[CALLS / 2], max: latencies[CALLS - 1], baseline_rss, peak_rss }
+    RoundResult {
+        wall,
+        cpu,
+        ok,
+        errors,
+        p50: latencies[CALLS / 2],
+        max: latencies[CALLS - 1],
+        baseline_rss,
+        peak_rss,
+    }
 }
 
 async fn chain(runtime: &Runtime, fallback: bool, adapter: Arc<dyn Provider>) -> Chain {
@@ -130,10 +143,17 @@ fn main() {
         return;
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(cores).enable_all().build().expect("tokio");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .enable_all()
+        .build()
+        .expect("tokio");
     let ideal = Duration::from_secs_f64(BASE_SECONDS * (1.0 + 2.0));
     let peak_resettable = common::reset_peak_rss();
-    println!("\n## Benchmark 5: {CALLS} concurrent invokes, {FAILURES} retries each ({cores} tokio workers)\n");
+    println!(
+        "\n## Benchmark 5: {CALLS} concurrent invokes, {FAILURES} retries each ({cores} tokio workers)\n"
+    );
+    println!("Machine: {} at the start.\n", common::machine_load());
     println!("ideal wall time (the longest backoff path, 0.05 s + 0.10 s): {:.3} s", ideal.as_secs_f64());
     if !peak_resettable {
         println!("warning: /proc/self/clear_refs is not writable; VmHWM is the process's lifetime peak");
@@ -144,22 +164,23 @@ fn main() {
     for (name, fallback) in [("retry(adapter)", false), ("retry(fallback(adapter))", true)] {
         let chain = rt.block_on(chain(&runtime, fallback, flaky()));
         println!("\n### {name}\n");
-        println!("| round | wall s | × ideal | p50 latency s | max latency s | ok | errors | RSS before MiB | peak RSS MiB | MiB per in-flight call |");
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("| round | wall s | × ideal | process CPU s | CPU µs/call | p50 latency s | max latency s | ok | errors | RSS before MiB | peak RSS MiB | MiB per in-flight call |");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         let (mut worst_ratio, mut worst_mib, mut total_errors) = (0f64, 0f64, 0);
         for r in 0..ROUNDS {
             let result = rt.block_on(round(&chain, &format!("{}-{r}", if fallback { "rf" } else { "r" })));
             let ratio = result.wall.as_secs_f64() / ideal.as_secs_f64();
-            let per_call =
-                result.peak_rss.saturating_sub(result.baseline_rss) as f64 / MIB / CALLS as f64;
+            let per_call = result.peak_rss.saturating_sub(result.baseline_rss) as f64 / MIB / CALLS as f64;
             worst_ratio = worst_ratio.max(ratio);
             worst_mib = worst_mib.max(per_call);
             total_errors += result.errors.len();
             println!(
-                "| {}{} | {:.3} | {ratio:.2}× | {:.3} | {:.3} | {} | {} | {:.1} | {:.1} | {per_call:.3} |",
+                "| {}{} | {:.3} | {ratio:.2}× | {:.3} | {:.0} | {:.3} | {:.3} | {} | {} | {:.1} | {:.1} | {per_call:.3} |",
                 r + 1,
                 if r == 0 { " (first)" } else { "" },
                 result.wall.as_secs_f64(),
+                result.cpu.as_secs_f64(),
+                result.cpu.as_secs_f64() * 1e6 / CALLS as f64,
                 result.p50.as_secs_f64(),
                 result.max.as_secs_f64(),
                 result.ok,
@@ -189,6 +210,7 @@ fn main() {
         result.errors.first().map(|e| format!("; first error: {}", e.summary())).unwrap_or_default()
     );
 
+    println!("\nMachine: {} at the end.", common::machine_load());
     println!("\nTargets ({CALLS} concurrent retrying invokes, worst of {ROUNDS} rounds):");
     for (name, ratio, mib, errors) in worst {
         println!(

@@ -9,23 +9,28 @@
 //! down and the response back up, and drops the store. Two native references are measured
 //! alongside: the clone alone, and `serde_json::to_vec` of the request (what any real
 //! adapter does to the request at least once).
+//!
+//! Each is measured twice: in wall time (group `invoke`) and in the benchmarking thread's
+//! CPU time (group `invoke_cpu`), which a busy machine does not inflate.
 
 mod common;
 
-use std::hint::black_box;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use arcllm::runtime::Chain;
 use arcllm::Provider;
-use common::{estimate, us, verdict, Canned, SIZES};
+use common::{bench_async, bench_sync, estimate, us, verdict, Canned, Clock, SIZES};
+use criterion::BenchmarkId;
 
 const GROUP: &str = "invoke";
+const CLOCKS: [Clock; 2] = [Clock::Wall, Clock::ThreadCpu];
 const CHAINS: [(&str, usize); 4] =
     [("passthrough_x1", 1), ("passthrough_x2", 2), ("passthrough_x3", 3), ("retry_fallback", 2)];
 
 fn main() {
     let started = SystemTime::now();
+    let load_before = common::machine_load();
     let mut criterion = common::criterion();
     let rt = common::tokio_current_thread();
     let runtime = common::runtime(true, 4096);
@@ -42,104 +47,126 @@ fn main() {
         }
         chains
     });
+    let requests: Vec<_> = SIZES
+        .iter()
+        .map(|&(label, bytes)| {
+            let request = common::request_of_size(bytes, "bench");
+            assert_eq!(common::text_bytes(&request), bytes);
+            // Every chain must answer what the adapter answers (a failing chain would be
+            // measured as a fast error).
+            for (name, chain) in &chains {
+                let answer =
+                    rt.block_on(chain.invoke(request.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+                assert_eq!(answer.content, common::canned_response().content, "{name}");
+            }
+            (label, request)
+        })
+        .collect();
 
-    let mut group = criterion.benchmark_group(GROUP);
-    for (label, bytes) in SIZES {
-        let request = common::request_of_size(bytes, "bench");
-        assert_eq!(common::text_bytes(&request), bytes);
-        let request = &request;
-        // Every chain must answer what the adapter answers (a failing chain would be
-        // measured as a fast error).
-        for (name, chain) in &chains {
-            let answer = rt.block_on(chain.invoke(request.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(answer.content, common::canned_response().content, "{name}");
-        }
-
-        group.bench_function(criterion::BenchmarkId::new("clone_only", label), |b| {
-            b.iter(|| black_box(request.clone()))
-        });
-        group.bench_function(criterion::BenchmarkId::new("json_encode", label), |b| {
-            b.iter(|| black_box(serde_json::to_vec(black_box(request)).expect("json")))
-        });
-        let direct = &adapter;
-        group.bench_function(criterion::BenchmarkId::new("direct", label), |b| {
-            b.to_async(&rt).iter(|| async move { direct.invoke(request.clone()).await.expect("direct") })
-        });
-        for (name, chain) in &chains {
-            group.bench_function(criterion::BenchmarkId::new(*name, label), |b| {
-                b.to_async(&rt).iter(|| async move { chain.invoke(request.clone()).await.expect("chain") })
+    for clock in CLOCKS {
+        let mut group = criterion.benchmark_group(clock.group(GROUP));
+        for (label, request) in &requests {
+            let id = |name: &str| BenchmarkId::new(name, label);
+            bench_sync(&mut group, id("clone_only"), clock, || request.clone());
+            bench_sync(&mut group, id("json_encode"), clock, || serde_json::to_vec(request).expect("json"));
+            let direct = &adapter;
+            bench_async(&mut group, id("direct"), &rt, clock, || async move {
+                direct.invoke(request.clone()).await.expect("direct")
             });
+            for (name, chain) in &chains {
+                bench_async(&mut group, id(name), &rt, clock, || async move {
+                    chain.invoke(request.clone()).await.expect("chain")
+                });
+            }
         }
+        group.finish();
     }
-    group.finish();
     criterion.final_summary();
-    summary(started);
+    summary(started, &load_before);
 }
 
 /// Prints this run's figures as the tables of docs/benchmarks.md, ratios against the
 /// direct call measured in the same run.
-fn summary(started: SystemTime) {
-    let get = |function: &str, label: &str| estimate(started, GROUP, function, Some(label));
+fn summary(started: SystemTime, load_before: &str) {
+    let get = |clock: Clock, function: &str, label: &str| {
+        estimate(started, &clock.group(GROUP), function, Some(label))
+    };
     println!("\n## Benchmarks 1 and 2: per-invoke overhead (same-run medians)\n");
-    println!("| request | variant | µs/call (95% CI of median) | × direct | + µs/call | µs/layer (all-in) |");
-    println!("|---|---|---|---|---|---|");
-    let mut per_layer_1k: Vec<(&str, f64)> = Vec::new();
-    let mut ratio_400k: Vec<(&str, f64)> = Vec::new();
-    let mut slopes: Vec<(&str, f64)> = Vec::new();
+    println!("Machine: {load_before} at the start, {} at the end.\n", common::machine_load());
+    println!("| request | variant | wall µs/call | × direct (wall) | CPU µs/call | × direct (CPU) | + CPU µs/call | CPU µs/layer (all-in) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut per_layer_1k: Vec<(Clock, &str, f64)> = Vec::new();
+    let mut ratio_400k: Vec<(Clock, &str, f64)> = Vec::new();
+    let mut marginal: Vec<(Clock, &str, f64)> = Vec::new();
     for (label, _) in SIZES {
-        let Some(direct) = get("direct", label) else {
-            println!("| {label} | (direct not run: no ratios) | | | | |");
+        let (Some(direct_wall), Some(direct_cpu)) =
+            (get(Clock::Wall, "direct", label), get(Clock::ThreadCpu, "direct", label))
+        else {
+            println!("| {label} | (direct not run in this run: no ratios) | | | | | | |");
             continue;
         };
-        let row = |name: &str, layers: Option<usize>| {
-            let Some(e) = get(name, label) else { return None };
-            let extra = e.us() - direct.us();
-            let per_layer = layers.map(|n| us(extra / n as f64)).unwrap_or_else(|| "–".into());
+        let mut row = |name: &'static str, layers: Option<usize>| {
+            let (Some(wall), Some(cpu)) = (get(Clock::Wall, name, label), get(Clock::ThreadCpu, name, label))
+            else {
+                return;
+            };
+            let extra_cpu = cpu.us() - direct_cpu.us();
+            let per_layer = layers.map(|n| us(extra_cpu / n as f64)).unwrap_or_else(|| "–".into());
             println!(
-                "| {label} | {name} | {} ({}–{}) | {:.2}× | {:+.2} | {per_layer} |",
-                us(e.us()),
-                us(e.low_ns / 1e3),
-                us(e.high_ns / 1e3),
-                e.median_ns / direct.median_ns,
-                extra,
+                "| {label} | {name} | {} | {:.2}× | {} | {:.2}× | {:+.2} | {per_layer} |",
+                us(wall.us()),
+                wall.median_ns / direct_wall.median_ns,
+                us(cpu.us()),
+                cpu.median_ns / direct_cpu.median_ns,
+                extra_cpu,
             );
-            Some(extra)
+            if let Some(n) = layers {
+                for (clock, e, d) in [(Clock::Wall, wall, direct_wall), (Clock::ThreadCpu, cpu, direct_cpu)] {
+                    if label == "1KiB" {
+                        per_layer_1k.push((clock, name, (e.us() - d.us()) / n as f64));
+                    }
+                    if label == "400KiB" && n == 2 {
+                        ratio_400k.push((clock, name, e.median_ns / d.median_ns));
+                    }
+                }
+            }
         };
         row("clone_only", None);
         row("json_encode", None);
         row("direct", None);
         for (name, layers) in CHAINS {
-            if let Some(extra) = row(name, Some(layers)) {
-                if label == "1KiB" {
-                    per_layer_1k.push((name, extra / layers as f64));
-                }
-                if label == "400KiB" && layers == 2 {
-                    ratio_400k.push((name, (extra + direct.us()) / direct.us()));
-                }
-            }
+            row(name, Some(layers));
         }
-        if let (Some(one), Some(three)) = (get("passthrough_x1", label), get("passthrough_x3", label)) {
-            slopes.push((label, (three.us() - one.us()) / 2.0));
+        for clock in CLOCKS {
+            if let (Some(one), Some(three)) =
+                (get(clock, "passthrough_x1", label), get(clock, "passthrough_x3", label))
+            {
+                marginal.push((clock, label, (three.us() - one.us()) / 2.0));
+            }
         }
     }
     println!("\nMarginal cost of one more passthrough layer, (×3 − ×1) / 2:");
-    for (label, slope) in &slopes {
-        println!("- {label}: {} µs/layer", us(*slope));
-    }
-    if let (Some((_, small)), Some((_, big))) =
-        (slopes.iter().find(|(l, _)| *l == "1KiB"), slopes.iter().find(|(l, _)| *l == "400KiB"))
-    {
-        println!("- size-dependent part: {:.3} µs per KiB per layer", (big - small) / 399.0);
+    for clock in CLOCKS {
+        let line: Vec<String> =
+            marginal.iter().filter(|m| m.0 == clock).map(|(_, l, v)| format!("{l}: {} µs", us(*v))).collect();
+        println!("- {clock:?}: {}", line.join(", "));
+        let at = |l: &str| marginal.iter().find(|m| m.0 == clock && m.1 == l).map(|m| m.2);
+        if let (Some(small), Some(big)) = (at("1KiB"), at("400KiB")) {
+            println!("  size-dependent part: {:.3} µs per KiB per layer", (big - small) / 399.0);
+        }
     }
     println!("\nTargets:");
-    for (name, per_layer) in &per_layer_1k {
+    for (clock, name, per_layer) in &per_layer_1k {
         println!(
-            "- ≤ 10 µs per module layer at 1 KiB, {name}: {} µs/layer → {}",
+            "- ≤ 10 µs per module layer at 1 KiB, {name} ({clock:?}): {} µs/layer → {}",
             us(*per_layer),
             verdict(*per_layer <= 10.0)
         );
     }
-    for (name, ratio) in &ratio_400k {
-        println!("- 400 KiB through two layers ≤ 5× direct, {name}: {ratio:.1}× → {}", verdict(*ratio <= 5.0));
+    for (clock, name, ratio) in &ratio_400k {
+        println!(
+            "- 400 KiB through two layers ≤ 5× direct, {name} ({clock:?}): {ratio:.1}× → {}",
+            verdict(*ratio <= 5.0)
+        );
     }
 }

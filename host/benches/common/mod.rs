@@ -4,6 +4,8 @@
 //! Every bench binary includes this module (`mod common;`); not all of them use all of it.
 #![allow(dead_code)]
 
+use std::future::Future;
+use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,7 +14,8 @@ use arcllm::runtime::{Chain, Module, ModuleSource, RandomSource, Runtime};
 use arcllm::types::{Error, Message, Request, Response, StopReason, Usage};
 use arcllm::Provider;
 use async_trait::async_trait;
-use criterion::Criterion;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 
 /// The in-process test adapter: answers a clone of a canned response, touching nothing of
 /// the request (so every per-byte cost measured against it is the chain's own).
@@ -84,7 +87,11 @@ pub fn request_of_size(bytes: usize, tag: &str) -> Request {
     while left > 0 {
         let n = left.min(TURN);
         let prefix = if turn == 0 { tag } else { "" };
-        messages.push(if turn % 2 == 0 { Message::user(text(n, prefix)) } else { Message::assistant(text(n, prefix)) });
+        messages.push(if turn % 2 == 0 {
+            Message::user(text(n, prefix))
+        } else {
+            Message::assistant(text(n, prefix))
+        });
         left -= n;
         turn += 1;
     }
@@ -233,4 +240,95 @@ pub fn proc_status_bytes(name: &str) -> Option<u64> {
 /// Resets the process's peak resident size (`VmHWM`) to its current one (Linux ≥ 4.0).
 pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// What a benchmark's time is measured with. Wall time is what a caller waits; CPU time is
+/// what the work costs, and stays meaningful on a machine shared with other jobs (a
+/// preempted thread accrues wall time, not CPU time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Clock {
+    Wall,
+    /// CPU time of the benchmarking thread (user + kernel): every in-process call runs on
+    /// it (a current-thread tokio runtime).
+    ThreadCpu,
+    /// CPU time of the whole process, all threads: for benchmarks whose work is spread
+    /// over threads (the HTTP stub server runs on its own).
+    ProcessCpu,
+}
+
+impl Clock {
+    /// The criterion group a benchmark is filed under: `base` for wall time,
+    /// `base_cpu` for CPU time.
+    pub fn group(self, base: &str) -> String {
+        match self {
+            Clock::Wall => base.to_string(),
+            Clock::ThreadCpu | Clock::ProcessCpu => format!("{base}_cpu"),
+        }
+    }
+
+    /// Now, on this clock (CPU clocks only).
+    pub fn now(self) -> Duration {
+        let id = match self {
+            Clock::ThreadCpu => libc::CLOCK_THREAD_CPUTIME_ID,
+            Clock::ProcessCpu => libc::CLOCK_PROCESS_CPUTIME_ID,
+            Clock::Wall => libc::CLOCK_MONOTONIC,
+        };
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec; the clock ids are constants.
+        let rc = unsafe { libc::clock_gettime(id, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime");
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+/// Registers `id`, timing `f().await` on `clock`.
+pub fn bench_async<F, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    rt: &tokio::runtime::Runtime,
+    clock: Clock,
+    f: F,
+) where
+    F: Fn() -> Fut,
+    Fut: Future,
+{
+    let f = &f;
+    group.bench_function(id, |b| match clock {
+        Clock::Wall => b.to_async(rt).iter(f),
+        cpu => b.to_async(rt).iter_custom(|iters| async move {
+            let start = cpu.now();
+            for _ in 0..iters {
+                black_box(f().await);
+            }
+            cpu.now() - start
+        }),
+    });
+}
+
+/// Registers `id`, timing `f()` on `clock`.
+pub fn bench_sync<O>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    id: BenchmarkId,
+    clock: Clock,
+    f: impl Fn() -> O,
+) {
+    group.bench_function(id, |b| match clock {
+        Clock::Wall => b.iter(&f),
+        cpu => b.iter_custom(|iters| {
+            let start = cpu.now();
+            for _ in 0..iters {
+                black_box(f());
+            }
+            cpu.now() - start
+        }),
+    });
+}
+
+/// The 1-minute load average and the number of CPUs, to print beside the results: a
+/// load above the CPU count means other jobs competed for the machine.
+pub fn machine_load() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let one = load.split_whitespace().next().unwrap_or("?").to_string();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpus} CPUs, 1-min load average {one}")
 }
