@@ -29,7 +29,10 @@ fn demo_runs_real_chains_and_prints_each_step() {
     assert!(text.contains("attempt 1 of 4 failed") && text.contains("retrying in 1.000s"), "{text}");
     assert!(text.contains("arcllm.retry.attempts=3"), "{text}");
     // Scenario 2: the dead primary falls back.
-    assert!(text.contains("falling back to demo_openai") && text.contains("arcllm.fallback.provider=demo_openai"), "{text}");
+    assert!(
+        text.contains("falling back to demo_openai") && text.contains("arcllm.fallback.provider=demo_openai"),
+        "{text}"
+    );
     // Scenario 3: a 401 is not retried.
     assert!(text.contains("(HTTP 401)"), "{text}");
     assert!(text.contains("2 of 4 calls ended in an error"), "{text}");
@@ -43,7 +46,8 @@ fn config_show_prints_values_origins_and_stack() {
     let out = arcllm(&["config", "show", "--config", file.to_str().unwrap()]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
-    let line = |key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key}:\n{text}"));
+    let line =
+        |key: &str| text.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("no {key}:\n{text}"));
     assert!(line("modules.retry.max_retries = 5").contains(file.to_str().unwrap()));
     assert!(line("modules.retry.backoff_base_seconds = 1.0").ends_with("# default"));
     assert!(text.contains("enabled   retry  (built-in)"), "{text}");
@@ -70,7 +74,10 @@ fn module_check_accepts_a_module_and_lists_its_imports() {
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     assert!(text.contains("a valid arcllm module") && text.contains("arc:llm/middleware@0.1.0"), "{text}");
-    assert!(text.contains("arc:llm/provider@0.1.0") && text.contains("wasi:clocks/monotonic-clock"), "{text}");
+    assert!(
+        text.contains("arc:llm/provider@0.1.0") && text.contains("wasi:clocks/monotonic-clock"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -118,15 +125,33 @@ async fn invoke_prints_the_answer_and_the_whole_response_as_json() {
     std::fs::write(&config, "[defaults]\nprovider = \"local\"\n").unwrap();
     let config = config.to_str().unwrap().to_string();
 
-    let run = |args: Vec<String>| tokio::task::spawn_blocking(move || arcllm(&args.iter().map(String::as_str).collect::<Vec<_>>()));
-    let plain = run(vec!["invoke".into(), "--config".into(), config.clone(), "--retry".into(), "hello".into()]).await.unwrap();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || arcllm(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+    };
+    let plain =
+        run(vec!["invoke".into(), "--config".into(), config.clone(), "--retry".into(), "hello".into()])
+            .await
+            .unwrap();
     assert!(plain.status.success(), "{}", stderr(&plain));
     assert_eq!(stdout(&plain).trim(), "hi from loopback");
 
-    let json = run(vec!["invoke".into(), "--config".into(), config, "--retry".into(), "--json".into(), "hello".into()]).await.unwrap();
+    let json = run(vec![
+        "invoke".into(),
+        "--config".into(),
+        config,
+        "--retry".into(),
+        "--json".into(),
+        "hello".into(),
+    ])
+    .await
+    .unwrap();
     assert!(json.status.success(), "{}", stderr(&json));
     let response: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON output");
     assert_eq!(response["content"], "hi from loopback");
     assert_eq!(response["usage"]["total_tokens"], 7);
-    assert!(response["metadata"].as_array().unwrap().iter().any(|kv| kv[0] == "arcllm.retry.attempts" && kv[1] == "1"));
+    assert!(response["metadata"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|kv| kv[0] == "arcllm.retry.attempts" && kv[1] == "1"));
 }

@@ -117,8 +117,11 @@ async fn config_enables_retry() {
 async fn off_overrides_config() {
     let server = ok_server().await;
     let ws = Workspace::new(&[("primary", &server.url)]);
-    let config = ws.config("[modules.retry]\nenabled = true\n[modules.fallback]\nenabled = true\nchain = [\"primary\"]\n");
-    let model = load_model("primary").config(config).retry(Setting::Off).fallback(false).build().await.unwrap();
+    let config = ws.config(
+        "[modules.retry]\nenabled = true\n[modules.fallback]\nenabled = true\nchain = [\"primary\"]\n",
+    );
+    let model =
+        load_model("primary").config(config).retry(Setting::Off).fallback(false).build().await.unwrap();
     assert!(model.is_bare());
 }
 
@@ -151,7 +154,8 @@ async fn retry_and_fallback_stack_in_the_right_order() {
     assert_eq!(model.stack_names(), ["retry", "fallback"], "Retry(Fallback(adapter))");
     let response = model.invoke(messages(), vec![], Options::default()).await.unwrap();
     // The inner module appends first: fallback's key precedes retry's.
-    let keys: Vec<&str> = response.metadata.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("arcllm.")).collect();
+    let keys: Vec<&str> =
+        response.metadata.iter().map(|(k, _)| k.as_str()).filter(|k| k.starts_with("arcllm.")).collect();
     assert_eq!(keys, ["arcllm.fallback.provider", "arcllm.retry.attempts"]);
 }
 
@@ -170,7 +174,8 @@ async fn call_values_override_config_values() {
     let server = ok_server().await;
     let ws = Workspace::new(&[("primary", &server.url)]);
     let config = ws.config("[modules.retry]\nenabled = true\nmax_retries = 5\nbackoff_base_seconds = 2.0\n");
-    let model = load_model("primary").config(config).retry(table(json!({"max_retries": 1}))).build().await.unwrap();
+    let model =
+        load_model("primary").config(config).retry(table(json!({"max_retries": 1}))).build().await.unwrap();
     let t = &model.stack()[0].table;
     assert_eq!((t["max_retries"].clone(), t["backoff_base_seconds"].clone()), (json!(1), json!(2.0)));
 }
@@ -207,9 +212,17 @@ async fn fallback_over_http_primary_503_fallback_200() {
 
 #[tokio::test]
 async fn retry_over_http_honors_retry_after_then_surfaces_the_last_error() {
-    let server = MockServer::start(Canned::status(429, r#"{"error":{"message":"slow down"}}"#).header("retry-after", "0.05")).await;
+    let server = MockServer::start(
+        Canned::status(429, r#"{"error":{"message":"slow down"}}"#).header("retry-after", "0.05"),
+    )
+    .await;
     let ws = Workspace::new(&[("primary", &server.url)]);
-    let model = load_model("primary").config(ws.config("")).retry(table(json!({"max_retries": 2}))).build().await.unwrap();
+    let model = load_model("primary")
+        .config(ws.config(""))
+        .retry(table(json!({"max_retries": 2})))
+        .build()
+        .await
+        .unwrap();
     let err = model.invoke(messages(), vec![], Options::default()).await.expect_err("always 429");
     assert_eq!((err.kind, err.status, err.retry_after_ms), (ErrorKind::Api, Some(429), Some(50)));
     assert_eq!(server.requests().len(), 3);
@@ -337,7 +350,12 @@ async fn third_party_module_can_be_switched_per_call() {
     let config = ws.config("[stack]\norder = [\"tagger\", \"retry\", \"fallback\"]\n[modules.tagger]\nwasm = \"tag.wasm\"\ntag = \"t\"\n");
     let off = load_model("primary").config(config.clone()).build().await.unwrap();
     assert!(off.is_bare());
-    let on = load_model("primary").config(config).module("tagger", table(json!({"tag": "per-call"}))).build().await.unwrap();
+    let on = load_model("primary")
+        .config(config)
+        .module("tagger", table(json!({"tag": "per-call"})))
+        .build()
+        .await
+        .unwrap();
     let response = on.invoke(messages(), vec![], Options::default()).await.unwrap();
     assert_eq!(response.metadata_value("tag"), Some("per-call"));
 }
@@ -347,10 +365,7 @@ async fn a_module_file_that_fails_to_load_names_the_file_and_reason() {
     let server = ok_server().await;
     let ws = Workspace::new(&[("primary", &server.url)]);
     ws.write("junk.wasm", b"this is not wasm");
-    let cases = [
-        ("missing.wasm", "cannot read"),
-        ("junk.wasm", "not a WebAssembly file"),
-    ];
+    let cases = [("missing.wasm", "cannot read"), ("junk.wasm", "not a WebAssembly file")];
     for (file, reason) in cases {
         let config = ws.config(&format!(
             "[stack]\norder = [\"custom\"]\n[modules.custom]\nwasm = \"{file}\"\nenabled = true\n"
@@ -359,11 +374,15 @@ async fn a_module_file_that_fails_to_load_names_the_file_and_reason() {
         let text = err.to_string();
         assert!(matches!(&err, BuildError::Config(ConfigError::Module { .. })), "{text}");
         assert!(text.contains(file) && text.contains(reason), "{text}");
-        assert!(text.contains(&ws.path().display().to_string()), "names where the file was looked for: {text}");
+        assert!(
+            text.contains(&ws.path().display().to_string()),
+            "names where the file was looked for: {text}"
+        );
     }
     // A module's own validation of its table is reported the same way.
     ws.write("tag.wasm", fixtures::TAG);
-    let config = ws.config("[stack]\norder = [\"custom\"]\n[modules.custom]\nwasm = \"tag.wasm\"\nenabled = true\n");
+    let config =
+        ws.config("[stack]\norder = [\"custom\"]\n[modules.custom]\nwasm = \"tag.wasm\"\nenabled = true\n");
     match load_model("primary").config(config).build().await.err().expect("tag is required") {
         BuildError::Config(ConfigError::Module { source: LoadError::Config { reason, .. }, .. }) => {
             assert!(reason.contains("tag is required"), "{reason}")

@@ -266,12 +266,14 @@ impl Reader<'_> {
                 tracing::debug!("[modules.{name}] is a planned module, not built yet: its table is ignored");
                 ModuleCode::Planned
             }
-            None => return Err(self.invalid(
-                &format!("modules.{name}"),
-                format!(
+            None => {
+                return Err(self.invalid(
+                    &format!("modules.{name}"),
+                    format!(
                     "unknown module `{name}`: a third-party module needs `wasm = \"path/to/{name}.wasm\"`"
                 ),
-            )),
+                ))
+            }
         };
         let module_table = table
             .into_iter()
