@@ -12,9 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::{ApiKey, Endpoint, WireFormat};
 use crate::providers::ProviderConfig;
-use crate::types::{
-    Content, ContentBlock, Error, Message, Request, Response, Role, StopReason, ToolCall, Usage,
-};
+use crate::types::{Content, ContentBlock, Error, Request, Response, Role, StopReason, ToolCall, Usage};
 
 /// The API version this adapter speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -35,22 +33,6 @@ impl AnthropicAdapter {
             headers.insert("x-api-key", value);
         }
         Ok(AnthropicAdapter { endpoint: Endpoint::new(config, model, "/v1/messages", headers, api_key)? })
-    }
-
-    fn system_text(&self, index: usize, message: &Message) -> Result<String, Error> {
-        match &message.content {
-            Content::Text(text) => Ok(text.clone()),
-            Content::Blocks(blocks) => blocks
-                .iter()
-                .map(|block| match block {
-                    ContentBlock::Text(text) => Ok(text.as_str()),
-                    _ => Err(self
-                        .endpoint
-                        .request_error(format!("system messages[{index}] may hold text blocks only"))),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(|texts| texts.join("\n")),
-        }
     }
 
     fn content(&self, content: &Content) -> Result<Value, Error> {
@@ -102,7 +84,7 @@ impl WireFormat for AnthropicAdapter {
         let mut messages = Vec::new();
         for (index, message) in request.messages.iter().enumerate() {
             match message.role {
-                Role::System => system.push(self.system_text(index, message)?),
+                Role::System => system.push(self.endpoint.system_text(index, &message.content)?),
                 Role::User => {
                     messages.push(json!({"role": "user", "content": self.content(&message.content)?}))
                 }

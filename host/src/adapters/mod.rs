@@ -139,6 +139,30 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
+    /// A system message's text: its text, or its text blocks joined by newlines (both
+    /// vendors take the system prompt as text only).
+    pub fn system_text(&self, index: usize, content: &crate::types::Content) -> Result<String, Error> {
+        use crate::types::{Content, ContentBlock};
+        match content {
+            Content::Text(text) => Ok(text.clone()),
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .map(|block| match block {
+                    ContentBlock::Text(text) => Ok(text.as_str()),
+                    _ => {
+                        Err(self.request_error(format!("system messages[{index}] may hold text blocks only")))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|texts| {
+                    texts.join(
+                        "
+",
+                    )
+                }),
+        }
+    }
+
     /// `path` is appended to the provider's `base_url`; `headers` are the vendor's own.
     pub fn new(
         config: &ProviderConfig,

@@ -36,23 +36,6 @@ impl OpenAiAdapter {
         })
     }
 
-    /// System content: text, or text blocks joined by newlines.
-    fn text_only(&self, index: usize, content: &Content) -> Result<String, Error> {
-        match content {
-            Content::Text(text) => Ok(text.clone()),
-            Content::Blocks(blocks) => blocks
-                .iter()
-                .map(|block| match block {
-                    ContentBlock::Text(text) => Ok(text.as_str()),
-                    _ => Err(self
-                        .endpoint
-                        .request_error(format!("system messages[{index}] may hold text blocks only"))),
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(|texts| texts.join("\n")),
-        }
-    }
-
     /// A user (or tool) message of blocks: one `tool` message per tool result, then a user
     /// message with the text and images, if there are any.
     fn user_blocks(
@@ -150,7 +133,7 @@ impl WireFormat for OpenAiAdapter {
         for (index, message) in request.messages.iter().enumerate() {
             match (message.role, &message.content) {
                 (Role::System, content) => {
-                    let text = self.text_only(index, content)?;
+                    let text = self.endpoint.system_text(index, content)?;
                     messages.push(json!({"role": "system", "content": text}));
                 }
                 (Role::User, Content::Text(text)) => messages.push(json!({"role": "user", "content": text})),
