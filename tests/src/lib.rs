@@ -192,7 +192,8 @@ pub async fn builtin(runtime: &Runtime, name: &str, config: serde_json::Value) -
 /// The test fixture modules, compiled by `tests/build.rs`.
 pub mod fixtures {
     pub const TAG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_tag.wasm"));
-    /// Misbehaves as its `mode` config says: `spin`, `trap` or `membomb`.
+    /// Misbehaves as its `mode` config says: `spin`, `trap`, `membomb`, `trap-second` or
+    /// `leak-handle`.
     pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_hostile.wasm"));
     pub const READS_FILES: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_reads_files.wasm"));
 }

@@ -8,7 +8,9 @@
 use std::sync::OnceLock;
 
 use arcllm_module_sdk::config::Config;
-use arcllm_module_sdk::{export, inner, log, registry, Error, Guest, Level, ModuleGuest, Request, Response};
+use arcllm_module_sdk::{
+    export, inner, log, registry, Error, Guest, Level, ModuleGuest, RequestHandle, Response,
+};
 
 /// At most this many chain entries: a longer chain is a configuration mistake.
 const MAX_CHAIN: usize = 10;
@@ -44,8 +46,8 @@ fn parse_chain(text: &str) -> Result<Vec<String>, String> {
 struct Fallback;
 
 impl Guest for Fallback {
-    fn invoke(request: Request) -> Result<Response, Error> {
-        let primary = match inner::invoke(&request) {
+    fn invoke(request: &RequestHandle) -> Result<Response, Error> {
+        let primary = match inner::invoke(request) {
             Ok(mut response) => {
                 response.add_metadata(METADATA_KEY, inner::name());
                 return Ok(response);
@@ -57,7 +59,7 @@ impl Guest for Fallback {
         let mut failures = Vec::new();
         for target in chain {
             log(Level::Warn, &format!("{}; falling back to {target}", last.summary()));
-            match registry::invoke(target, &request) {
+            match registry::invoke(target, request) {
                 Ok(mut response) => {
                     response.add_metadata(METADATA_KEY, target);
                     return Ok(response);

@@ -2,13 +2,13 @@
 //! smallest complete example of the `arc:llm/middleware` world and the baseline the
 //! benchmarks measure a layer's cost with.
 
-use arcllm_module_sdk::{export, inner, Error, Guest, ModuleGuest, Request, Response};
+use arcllm_module_sdk::{export, inner, Error, Guest, ModuleGuest, RequestHandle, Response};
 
 struct Passthrough;
 
 impl Guest for Passthrough {
-    fn invoke(request: Request) -> Result<Response, Error> {
-        inner::invoke(&request)
+    fn invoke(request: &RequestHandle) -> Result<Response, Error> {
+        inner::invoke(request)
     }
     arcllm_module_sdk::delegate_to_inner!();
 }

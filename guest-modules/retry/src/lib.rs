@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use arcllm_module_sdk::config::Config;
 use arcllm_module_sdk::time::{now_ns, random_unit, sleep};
-use arcllm_module_sdk::{export, inner, log, Error, ErrorKind, Guest, Level, ModuleGuest, Request, Response};
+use arcllm_module_sdk::{
+    export, inner, log, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
+};
 
 /// Statuses that a retry cannot fix: the request itself was rejected.
 const NEVER_RETRIED: [u16; 3] = [400, 401, 403];
@@ -112,13 +114,13 @@ fn settings() -> &'static Settings {
 struct Retry;
 
 impl Guest for Retry {
-    fn invoke(request: Request) -> Result<Response, Error> {
+    fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let s = settings();
         let attempts = s.max_retries + 1;
         let started = now_ns();
         let mut attempt = 1;
         loop {
-            let error = match inner::invoke(&request) {
+            let error = match inner::invoke(request) {
                 Ok(mut response) => {
                     response.add_metadata("arcllm.retry.attempts", attempt);
                     return Ok(response);

@@ -9,8 +9,10 @@
 //! use arcllm_module_sdk::*;
 //! struct Tag;
 //! impl Guest for Tag {
-//!     fn invoke(request: Request) -> Result<Response, Error> {
-//!         let mut response = inner::invoke(&request)?;
+//!     // The request arrives by handle: forwarding it costs nothing whatever its size;
+//!     // `request.get()` copies it in when the module needs to read it.
+//!     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
+//!         let mut response = inner::invoke(request)?;
 //!         response.metadata.push(("example.tag".into(), "seen".into()));
 //!         Ok(response)
 //!     }

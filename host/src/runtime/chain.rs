@@ -3,20 +3,24 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use wasmtime::component::Resource;
 use wasmtime::Store;
 
 use super::bindings::Middleware;
 use super::engine::Runtime;
 use super::module::Module;
+use super::pool::StorePool;
 use super::registry::{EmptyRegistry, Registry};
 use super::sandbox::{CallState, RandomSource};
 use crate::provider::Provider;
 use crate::types::{Error, Request, Response};
 
 /// Modules stacked around an inner provider: `modules[0]` wraps `modules[1]` … wraps
-/// `inner`. A chain is itself a [`Provider`]. It is immutable and cheap to clone; each
-/// call instantiates every layer in a store of its own, so calls run concurrently and a
-/// module that traps takes down only the call it trapped in.
+/// `inner`. A chain is itself a [`Provider`]. It is immutable and cheap to clone (clones
+/// share idle stores). Each call runs in a store of its own, with one instance of every
+/// layer: calls run concurrently, and a module that traps takes down only the call it
+/// trapped in. A store whose call ended cleanly is kept for a later call
+/// ([`RuntimeBuilder::max_idle_stores`](super::RuntimeBuilder::max_idle_stores)).
 #[derive(Clone)]
 pub struct Chain {
     runtime: Runtime,
@@ -24,30 +28,35 @@ pub struct Chain {
     inner: Arc<dyn Provider>,
     registry: Arc<dyn Registry>,
     random: RandomSource,
+    pool: Arc<StorePool>,
 }
 
 impl Chain {
     /// Stacks `modules` (outermost first) around `inner`.
     pub fn new(runtime: Runtime, modules: Vec<Arc<Module>>, inner: Arc<dyn Provider>) -> Self {
+        let pool = Arc::new(StorePool::new(runtime.inner.clone()));
         Chain {
             runtime,
             layers: modules.into(),
             inner,
             registry: Arc::new(EmptyRegistry),
             random: RandomSource::os(),
+            pool,
         }
     }
 
     /// The registry that serves the modules' `arc:llm/registry` import (fallback targets).
     pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = registry;
+        self.pool = Arc::new(StorePool::new(self.runtime.inner.clone()));
         self
     }
 
-    /// Where the modules' WASI randomness comes from (default: the OS). Tests pass a
-    /// constant source to make the retry module's jitter exact.
+    /// Where the modules' WASI randomness comes from (default: the OS, through a CSPRNG
+    /// per store). Tests pass a constant source to make the retry module's jitter exact.
     pub fn with_random(mut self, random: RandomSource) -> Self {
         self.random = random;
+        self.pool = Arc::new(StorePool::new(self.runtime.inner.clone()));
         self
     }
 
@@ -61,8 +70,26 @@ impl Chain {
         &self.inner
     }
 
-    /// Creates this call's store and instances, configured and ready; returns the outermost.
-    pub(crate) async fn start(&self) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
+    /// A store for one call, with every layer instantiated and configured: an idle one if
+    /// the pool has one, else a fresh one. Returns it with the outermost instance.
+    pub(crate) async fn checkout(&self) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
+        let mut store = match self.pool.take() {
+            Some(store) => store,
+            None => self.instantiate().await?,
+        };
+        store.data_mut().begin_call();
+        store.set_epoch_deadline(1);
+        let outer = store.data().instances[0].clone();
+        Ok((store, outer))
+    }
+
+    /// Returns a store whose call has ended to the pool (if nothing in it trapped).
+    fn checkin(&self, store: Store<CallState>) {
+        self.pool.put(store);
+    }
+
+    /// Creates a store and instantiates and configures every layer in it.
+    pub(crate) async fn instantiate(&self) -> Result<Store<CallState>, Error> {
         let state = CallState::new(
             &self.runtime.inner,
             self.layers.clone(),
@@ -81,7 +108,7 @@ impl Chain {
                 .pre
                 .instantiate_async(&mut store)
                 .await
-                .map_err(|e| store.data().module_error(i, e))?;
+                .map_err(|e| store.data_mut().trapped(i, e))?;
             store.data_mut().instances.push(Arc::new(instance));
         }
         for (i, layer) in self.layers.iter().enumerate() {
@@ -95,12 +122,10 @@ impl Chain {
                         format!("module `{}` rejected its configuration: {reason}", layer.name),
                     ))
                 }
-                Err(trap) => return Err(store.data().module_error(i, trap)),
+                Err(trap) => return Err(store.data_mut().trapped(i, trap)),
             }
         }
-        store.data_mut().current = 0;
-        let outer = store.data().instances[0].clone();
-        Ok((store, outer))
+        Ok(store)
     }
 
     /// The provider name as the outermost module reports it (through every layer).
@@ -108,8 +133,11 @@ impl Chain {
         if self.layers.is_empty() {
             return Ok(self.inner.name().to_string());
         }
-        let (mut store, outer) = self.start().await?;
-        outer.arc_llm_provider().call_name(&mut store).await.map_err(|t| store.data().module_error(0, t))
+        let (mut store, outer) = self.checkout().await?;
+        let name = outer.arc_llm_provider().call_name(&mut store).await;
+        let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
+        self.checkin(store);
+        Ok(name)
     }
 
     /// The model name as the outermost module reports it (through every layer).
@@ -117,12 +145,11 @@ impl Chain {
         if self.layers.is_empty() {
             return Ok(self.inner.model_name().to_string());
         }
-        let (mut store, outer) = self.start().await?;
-        outer
-            .arc_llm_provider()
-            .call_model_name(&mut store)
-            .await
-            .map_err(|t| store.data().module_error(0, t))
+        let (mut store, outer) = self.checkout().await?;
+        let name = outer.arc_llm_provider().call_model_name(&mut store).await;
+        let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
+        self.checkin(store);
+        Ok(name)
     }
 }
 
@@ -132,9 +159,16 @@ impl Provider for Chain {
         if self.layers.is_empty() {
             return self.inner.invoke(request).await;
         }
-        let (mut store, outer) = self.start().await?;
-        let result = outer.arc_llm_provider().call_invoke(&mut store, &request).await;
-        result.unwrap_or_else(|trap| Err(store.data().module_error(0, trap)))
+        let (mut store, outer) = self.checkout().await?;
+        // The request goes into the store's table once; every layer gets it by handle.
+        let held = store.data_mut().hold_request(request).map_err(|e| store.data_mut().trapped(0, e))?;
+        let lent = Resource::new_borrow(held.rep());
+        let result = outer.arc_llm_provider().call_invoke(&mut store, lent).await;
+        let result = result.unwrap_or_else(|trap| Err(store.data_mut().trapped(0, trap)));
+        if store.data_mut().drop_request(held).is_ok() {
+            self.checkin(store);
+        }
+        result
     }
 
     fn name(&self) -> &str {
@@ -149,8 +183,10 @@ impl Provider for Chain {
         if self.layers.is_empty() {
             return self.inner.validate_config().await;
         }
-        let (mut store, outer) = self.start().await?;
+        let (mut store, outer) = self.checkout().await?;
         let result = outer.arc_llm_provider().call_validate_config(&mut store).await;
-        result.unwrap_or_else(|trap| Err(store.data().module_error(0, trap)))
+        let result = result.unwrap_or_else(|trap| Err(store.data_mut().trapped(0, trap)));
+        self.checkin(store);
+        result
     }
 }

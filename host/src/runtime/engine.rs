@@ -13,6 +13,7 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 
 use super::linker;
 use super::module::ComponentCache;
+use super::pool::IdleBudget;
 use super::sandbox::CallState;
 
 /// Limits applied to each module on each call.
@@ -48,6 +49,7 @@ pub struct RuntimeBuilder {
     limits: Limits,
     pooling: bool,
     max_instances: u32,
+    max_idle_stores: usize,
     epoch_tick: Duration,
 }
 
@@ -57,6 +59,7 @@ impl Default for RuntimeBuilder {
             limits: Limits::default(),
             pooling: true,
             max_instances: 4096,
+            max_idle_stores: 256,
             epoch_tick: Duration::from_millis(5),
         }
     }
@@ -97,6 +100,14 @@ impl RuntimeBuilder {
         self.max_instances = count;
         self
     }
+    /// Idle stores (one instance of every layer of a chain, configured) kept for reuse,
+    /// across all chains (default 256). A call takes an idle store of its chain instead of
+    /// instantiating and configuring every layer again; 0 gives every call fresh instances.
+    /// Each idle store holds its layers' pool slots and their resident memory.
+    pub fn max_idle_stores(mut self, count: usize) -> Self {
+        self.max_idle_stores = count;
+        self
+    }
     /// How often the CPU budget is checked (default 5 ms).
     pub fn epoch_tick(mut self, tick: Duration) -> Self {
         self.epoch_tick = tick.max(Duration::from_micros(100));
@@ -128,6 +139,7 @@ impl RuntimeBuilder {
                 budget_ticks,
                 pooling,
                 components: ComponentCache::default(),
+                idle: IdleBudget::new(self.max_idle_stores),
             }),
         })
     }
@@ -199,6 +211,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) budget_ticks: u64,
     pub(crate) pooling: bool,
     pub(crate) components: ComponentCache,
+    /// How many more idle stores may be kept, across chains.
+    pub(crate) idle: IdleBudget,
 }
 
 /// A wasm runtime: the engine, the linker that grants modules their imports, and limits.

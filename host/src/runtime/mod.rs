@@ -5,6 +5,7 @@ mod chain;
 mod engine;
 mod linker;
 mod module;
+mod pool;
 pub mod registry;
 mod sandbox;
 

@@ -132,7 +132,8 @@ pub enum LoadError {
     #[error("module `{module}` ({source_desc}): imports `{import}`, which arcllm does not grant (modules may import arc:llm/*, wasi:clocks/*, wasi:random/*, wasi:io/* and the wasi:cli basics; never files, sockets or HTTP)")]
     ForbiddenImport { module: String, source_desc: ModuleSource, import: String },
     #[error(
-        "module `{module}` ({source_desc}): does not implement the arc:llm/middleware@0.1.0 world: {reason}"
+        "module `{module}` ({source_desc}): does not implement the {} world: {reason}",
+        super::bindings::WORLD
     )]
     WrongWorld { module: String, source_desc: ModuleSource, reason: String },
     #[error("module `{module}` ({source_desc}): invalid configuration: {reason}")]
@@ -230,7 +231,7 @@ impl Runtime {
         // Instantiate and configure once now: a bad table or a module that traps on start
         // is a load error, not a surprise at the first call.
         let probe = Chain::new(self.clone(), vec![module.clone()], Arc::new(NotCalled));
-        if let Err(e) = probe.start().await {
+        if let Err(e) = probe.instantiate().await {
             let reason = e.message;
             return Err(if e.kind == crate::types::ErrorKind::Config {
                 LoadError::Config { module: name.to_string(), source_desc: source, reason }

@@ -1,23 +1,24 @@
 //! What one call's store holds, and the sandbox around each module in it.
 //!
-//! Every call gets a fresh `Store<CallState>` with one instance per layer: calls never
-//! share module state, so they never block each other, and a trapped instance dies with
-//! its call. Modules get a WASI context that grants nothing (no files, environment,
+//! A `Store<CallState>` holds one instance per layer and serves one call at a time: calls
+//! in flight never share module state, so they never block each other. Between calls a
+//! clean store is kept for reuse (`chain::StorePool`); a store where anything trapped dies
+//! with its call. Modules get a WASI context that grants nothing (no files, environment,
 //! arguments, sockets; stdio discarded), a memory cap, and a CPU budget enforced by epoch
 //! interruption.
 
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::Middleware;
+use super::bindings::{HeldRequest, Middleware};
 use super::engine::RuntimeInner;
 use super::module::Module;
 use super::registry::Registry;
 use crate::provider::Provider;
-use crate::types::{Error, ErrorKind};
+use crate::types::{Error, ErrorKind, Request};
 
 /// Makes the random number generator a call's modules read from (WASI `random`).
 #[derive(Clone)]
@@ -72,9 +73,14 @@ pub(crate) struct CallState {
     pub(crate) registry: Arc<dyn Registry>,
     /// The layer whose code runs now: imports are attributed to it, CPU is charged to it.
     pub(crate) current: usize,
-    /// Epoch ticks each layer has been seen running.
+    /// Epoch ticks each layer has been seen running in this call.
     ticks: Vec<u64>,
     budget_ticks: u64,
+    /// `request-handle`s in the resource table: the call's own, and any a module made.
+    held_requests: usize,
+    /// The layer that trapped, once one has: the trap unwinds the whole call, and no
+    /// instance of this store is entered again.
+    trapped_layer: Option<usize>,
 }
 
 impl WasiView for CallState {
@@ -116,7 +122,41 @@ impl CallState {
             current: 0,
             ticks: vec![0; n],
             budget_ticks: runtime.budget_ticks,
+            held_requests: 0,
+            trapped_layer: None,
         }
+    }
+
+    /// Readies a store for its next call: the outermost layer runs first, and every
+    /// layer's CPU budget is whole again.
+    pub(crate) fn begin_call(&mut self) {
+        self.current = 0;
+        self.ticks.fill(0);
+    }
+
+    /// Whether the store can serve another call: nothing trapped, and no request handle a
+    /// module made outlived the call (a leak would otherwise grow with every call).
+    pub(crate) fn reusable(&self) -> bool {
+        self.trapped_layer.is_none() && self.held_requests == 0
+    }
+
+    /// Puts `request` in the resource table; the handle can be lent to any layer.
+    pub(crate) fn hold_request(&mut self, request: Request) -> wasmtime::Result<Resource<HeldRequest>> {
+        let handle = self.table.push(HeldRequest(request))?;
+        self.held_requests += 1;
+        Ok(handle)
+    }
+
+    /// The request behind `handle` (owned or borrowed).
+    pub(crate) fn request(&self, handle: &Resource<HeldRequest>) -> wasmtime::Result<&Request> {
+        Ok(&self.table.get(handle)?.0)
+    }
+
+    /// Removes an owned handle's request from the table.
+    pub(crate) fn drop_request(&mut self, handle: Resource<HeldRequest>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        self.held_requests -= 1;
+        Ok(())
     }
 
     /// Called when the epoch deadline passes while wasm runs: charges a tick to the
@@ -134,10 +174,19 @@ impl CallState {
         Ok(UpdateDeadline::Yield(1))
     }
 
-    /// Turns a trap (or any failure to run) in layer `index` into a `module` error that
-    /// names the module.
-    pub(crate) fn module_error(&self, index: usize, error: wasmtime::Error) -> Error {
-        module_error(&self.layers[index].name, error)
+    /// Records that layer `index` trapped, and passes the trap on: it unwinds every layer
+    /// above (an outer layer cannot go on in a store where an instance died, and the
+    /// request it lent is still held by the dead callee).
+    pub(crate) fn unwind(&mut self, index: usize, trap: wasmtime::Error) -> wasmtime::Error {
+        self.trapped_layer.get_or_insert(index);
+        trap
+    }
+
+    /// Turns a trap (or any failure to run) seen at layer `index` into a `module` error
+    /// that names the module that trapped, which may be further in.
+    pub(crate) fn trapped(&mut self, index: usize, error: wasmtime::Error) -> Error {
+        let layer = *self.trapped_layer.get_or_insert(index);
+        module_error(&self.layers[layer].name, error)
     }
 }
 

@@ -1,33 +1,45 @@
 //! A third-party-style module: tags each response with its configured `tag` (and its
 //! position, so a test can see the stacking order), and can rewrite the request by
-//! appending `suffix` to the last user message.
+//! appending `suffix` to the last user message. With `count_calls = true` it also reports
+//! how many calls this instance has served (`calls`), so a test can see instances reused.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use arcllm_module_sdk::config::Config;
-use arcllm_module_sdk::{export, inner, Content, Error, Guest, ModuleGuest, Request, Response, Role};
+use arcllm_module_sdk::{export, inner, Content, Error, Guest, ModuleGuest, RequestHandle, Response, Role};
 
 struct Settings {
     tag: String,
     suffix: Option<String>,
+    count_calls: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
+static CALLS: AtomicU64 = AtomicU64::new(0);
 
 struct Tag;
 
 impl Guest for Tag {
-    fn invoke(mut request: Request) -> Result<Response, Error> {
+    fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let settings = SETTINGS.get().expect("configured before use");
-        if let Some(suffix) = &settings.suffix {
-            if let Some(message) = request.messages.iter_mut().rev().find(|m| m.role == Role::User) {
-                if let Content::Text(text) = &mut message.content {
-                    text.push_str(suffix);
+        let mut response = match &settings.suffix {
+            // Rewriting: read a copy, change it, and forward a new handle.
+            Some(suffix) => {
+                let mut rewritten = request.get();
+                if let Some(message) = rewritten.messages.iter_mut().rev().find(|m| m.role == Role::User) {
+                    if let Content::Text(text) = &mut message.content {
+                        text.push_str(suffix);
+                    }
                 }
+                inner::invoke(&RequestHandle::new(&rewritten))?
             }
-        }
-        let mut response = inner::invoke(&request)?;
+            None => inner::invoke(request)?,
+        };
         response.add_metadata("tag", &settings.tag);
+        if settings.count_calls {
+            response.add_metadata("calls", CALLS.fetch_add(1, Ordering::Relaxed) + 1);
+        }
         Ok(response)
     }
     arcllm_module_sdk::delegate_to_inner!();
@@ -36,13 +48,17 @@ impl Guest for Tag {
 impl ModuleGuest for Tag {
     fn configure(config: String) -> Result<(), String> {
         let config = Config::parse(&config)?;
-        config.deny_unknown(&["tag", "suffix"])?;
+        config.deny_unknown(&["tag", "suffix", "count_calls"])?;
         let text = |key: &str| {
             config.get(key).map(|v| v.as_str().map(str::to_owned).ok_or(format!("{key} must be a string")))
         };
         let tag = text("tag").ok_or("tag is required")??;
         let suffix = text("suffix").transpose()?;
-        let _ = SETTINGS.set(Settings { tag, suffix });
+        let count_calls = match config.get("count_calls") {
+            None => false,
+            Some(v) => v.as_bool().ok_or("count_calls must be a boolean")?,
+        };
+        let _ = SETTINGS.set(Settings { tag, suffix, count_calls });
         Ok(())
     }
 }

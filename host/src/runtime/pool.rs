@@ -1,0 +1,69 @@
+//! Idle stores kept for reuse, so that a call does not instantiate and configure every
+//! layer again.
+//!
+//! A store serves one call at a time. When its call ends cleanly (nothing trapped, no
+//! leaked request handle, the caller did not give up mid-call) it goes back to its chain's
+//! pool; a store that trapped is dropped with its call. The number of idle stores is
+//! bounded across all chains of a runtime, so a burst of a thousand calls leaves at most
+//! that many warm stores behind, not a thousand.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wasmtime::Store;
+
+use super::engine::RuntimeInner;
+use super::sandbox::CallState;
+
+/// The runtime-wide allowance of idle stores.
+pub(crate) struct IdleBudget {
+    left: AtomicUsize,
+}
+
+impl IdleBudget {
+    pub(crate) fn new(max: usize) -> Self {
+        IdleBudget { left: AtomicUsize::new(max) }
+    }
+
+    fn take(&self) -> bool {
+        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(1)).is_ok()
+    }
+
+    fn give_back(&self, count: usize) {
+        self.left.fetch_add(count, Ordering::AcqRel);
+    }
+}
+
+/// One chain's idle stores.
+pub(crate) struct StorePool {
+    runtime: Arc<RuntimeInner>,
+    idle: Mutex<Vec<Store<CallState>>>,
+}
+
+impl StorePool {
+    pub(crate) fn new(runtime: Arc<RuntimeInner>) -> Self {
+        StorePool { runtime, idle: Mutex::new(Vec::new()) }
+    }
+
+    /// An idle store, if there is one.
+    pub(crate) fn take(&self) -> Option<Store<CallState>> {
+        let store = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        self.runtime.idle.give_back(1);
+        Some(store)
+    }
+
+    /// Keeps `store` for a later call if it is reusable and the runtime's allowance of
+    /// idle stores is not spent; drops it otherwise.
+    pub(crate) fn put(&self, store: Store<CallState>) {
+        if store.data().reusable() && self.runtime.idle.take() {
+            self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
+        }
+    }
+}
+
+impl Drop for StorePool {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
+        self.runtime.idle.give_back(idle.len());
+    }
+}

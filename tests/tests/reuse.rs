@@ -1,0 +1,178 @@
+//! Stores kept between calls, and the request passed by handle: a call reuses a clean
+//! store of its chain, never one that trapped, leaked a handle or was abandoned mid-call,
+//! and a layer that rewrites the request hands the next one a new handle.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arcllm::runtime::{Chain, Module, ModuleSource, Runtime};
+use arcllm::types::*;
+use arcllm::Provider;
+use arcllm_tests::*;
+use async_trait::async_trait;
+use serde_json::json;
+
+fn runtime() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::builder().build().expect("runtime")).clone()
+}
+
+async fn counting_tag(rt: &Runtime) -> Arc<Module> {
+    let config = json!({"tag": "t", "count_calls": true});
+    rt.load_module("tag", ModuleSource::Bytes, fixtures::TAG.to_vec(), &config).await.expect("tag loads")
+}
+
+async fn hostile(rt: &Runtime, mode: &str) -> Arc<Module> {
+    let config = json!({ "mode": mode });
+    rt.load_module(mode, ModuleSource::Bytes, fixtures::HOSTILE.to_vec(), &config).await.expect("loads")
+}
+
+/// How many calls the tag instance that served this call had served, this one included.
+fn calls_seen(response: &Response) -> u64 {
+    response.metadata_value("calls").expect("tag reports calls").parse().expect("a number")
+}
+
+async fn invoke(chain: &Chain) -> Result<Response, Error> {
+    chain.invoke(Request::new(vec![Message::user("hi")])).await
+}
+
+#[tokio::test]
+async fn consecutive_calls_reuse_one_store() {
+    let rt = runtime();
+    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], ScriptedProvider::ok("anthropic"));
+    for expected in 1..=3 {
+        assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), expected);
+    }
+}
+
+#[tokio::test]
+async fn without_idle_stores_every_call_gets_fresh_instances() {
+    let rt = Runtime::builder().max_idle_stores(0).build().unwrap();
+    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], ScriptedProvider::ok("anthropic"));
+    for _ in 0..3 {
+        assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
+    }
+}
+
+/// Answers after `gate` opens, so that calls overlap.
+struct Gated {
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Provider for Gated {
+    async fn invoke(&self, _request: Request) -> Result<Response, Error> {
+        let _permit = self.gate.acquire().await.expect("gate open");
+        Ok(sample_response("gated"))
+    }
+    fn name(&self) -> &str {
+        "gated"
+    }
+    fn model_name(&self) -> &str {
+        "gated-model"
+    }
+    async fn validate_config(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn overlapping_calls_never_share_an_instance() {
+    let rt = runtime();
+    let inner = Arc::new(Gated { gate: tokio::sync::Semaphore::new(0) });
+    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
+    let (a, b) = (tokio::spawn(invoke_owned(chain.clone())), tokio::spawn(invoke_owned(chain.clone())));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    inner.gate.add_permits(2);
+    let (a, b) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    assert_eq!((calls_seen(&a), calls_seen(&b)), (1, 1), "each call had an instance of its own");
+    // Both stores went back to the pool; the next call gets one of them.
+    assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 2);
+}
+
+async fn invoke_owned(chain: Chain) -> Result<Response, Error> {
+    invoke(&chain).await
+}
+
+#[tokio::test]
+async fn a_store_where_a_module_trapped_is_not_reused() {
+    let rt = runtime();
+    let layers = vec![counting_tag(&rt).await, hostile(&rt, "trap-second").await];
+    let chain = Chain::new(rt.clone(), layers, ScriptedProvider::ok("anthropic"));
+    assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
+    let err = invoke(&chain).await.expect_err("the second call traps");
+    assert_eq!((err.kind, err.provider.as_str()), (ErrorKind::Module, "trap-second"), "{err}");
+    assert!(err.message.contains("unreachable"), "{err}");
+    // Fresh instances: the tag's count starts again, and the trapped instance is gone.
+    assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
+}
+
+#[tokio::test]
+async fn a_store_holding_a_leaked_request_handle_is_not_reused() {
+    let rt = runtime();
+    let layers = vec![counting_tag(&rt).await, hostile(&rt, "leak-handle").await];
+    let chain = Chain::new(rt.clone(), layers, ScriptedProvider::ok("anthropic"));
+    for _ in 0..3 {
+        assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1, "each call got a fresh store");
+    }
+}
+
+/// Never answers its first call; answers every later one.
+struct StallsOnce {
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Provider for StallsOnce {
+    async fn invoke(&self, _request: Request) -> Result<Response, Error> {
+        if !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(sample_response("stalls"))
+    }
+    fn name(&self) -> &str {
+        "stalls"
+    }
+    fn model_name(&self) -> &str {
+        "stalls-model"
+    }
+    async fn validate_config(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_call_abandoned_mid_flight_leaves_the_chain_healthy() {
+    let rt = runtime();
+    let inner = Arc::new(StallsOnce { stalled: false.into() });
+    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner);
+    let abandoned = tokio::time::timeout(Duration::from_millis(50), invoke(&chain)).await;
+    assert!(abandoned.is_err(), "the first call stalls until the caller gives up");
+    // The abandoned store was dropped with its call: the next call starts fresh.
+    assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
+    assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 2);
+}
+
+#[tokio::test]
+async fn a_rewritten_request_travels_on_as_a_new_handle() {
+    let rt = runtime();
+    let config = json!({"tag": "t", "suffix": " (rewritten)"});
+    let tag = rt.load_module("tag", ModuleSource::Bytes, fixtures::TAG.to_vec(), &config).await.unwrap();
+    let passthrough = builtin(&rt, "passthrough", json!({})).await;
+    let adapter = ScriptedProvider::ok("anthropic");
+    let chain = Chain::new(rt.clone(), vec![passthrough.clone(), tag, passthrough], adapter.clone());
+    // A long context (1 MiB) that the outer layers forward by handle, unread.
+    let long = "x".repeat(1 << 20);
+    let request =
+        Request::new(vec![Message::user(&long), Message::assistant("noted"), Message::user("go on")]);
+    for _ in 0..2 {
+        chain.invoke(request.clone()).await.unwrap();
+    }
+    let calls = adapter.calls();
+    assert_eq!(calls.len(), 2);
+    let mut expected = request.clone();
+    expected.messages[2] = Message::user("go on (rewritten)");
+    for call in calls {
+        assert_eq!(call.request, expected, "only the last user text changed");
+    }
+}
