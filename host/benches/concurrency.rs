@@ -159,7 +159,7 @@ fn main() {
         println!("warning: /proc/self/clear_refs is not writable; VmHWM is the process's lifetime peak");
     }
 
-    let runtime = common::runtime(true, 4096);
+    let runtime = common::runtime(true, 4096, true);
     let mut worst: Vec<(&str, f64, f64, usize)> = Vec::new();
     for (name, fallback) in [("retry(adapter)", false), ("retry(fallback(adapter))", true)] {
         let chain = rt.block_on(chain(&runtime, fallback, flaky()));
@@ -196,7 +196,7 @@ fn main() {
     }
 
     // What happens when in-flight calls need more instances than the pool holds.
-    let small = common::runtime(true, 256);
+    let small = common::runtime(true, 256, true);
     let chain = rt.block_on(chain(&small, false, flaky()));
     let result = rt.block_on(round(&chain, "pool"));
     println!(

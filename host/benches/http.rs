@@ -84,7 +84,7 @@ fn main() {
     let raw = reqwest::Client::builder().build().expect("client");
     let endpoint = format!("{url}/v1/chat/completions");
     let rt = common::tokio_current_thread();
-    let runtime = common::runtime(true, 4096);
+    let runtime = common::runtime(true, 4096, true);
     let chain = rt.block_on(common::retry_fallback_chain(&runtime, adapter.clone()));
     let cases: Vec<_> = SIZES
         .iter()

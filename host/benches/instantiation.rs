@@ -1,14 +1,16 @@
-//! Benchmark 3 (docs/benchmarks.md): what each call pays to get fresh instances of its
-//! chain, with and without the pooling allocator.
+//! Benchmark 3 (docs/benchmarks.md): what a call pays to get fresh instances of its
+//! chain, with and without the pooling allocator, and what it pays instead when it reuses
+//! an idle store (the default).
 //!
-//! Every `Chain` call creates a store, instantiates every layer from its `InstancePre`,
-//! calls each layer's `configure` with its table, makes the call, and drops the store
-//! (returning the instances' memories and stacks). The cheapest call through the public
-//! API is `Chain::validate_config`: no payload crosses, and each layer only forwards it.
-//! So "instantiation" here is `chain.validate_config()` — an upper bound on the start-up
-//! cost that includes one payload-free call through each layer — against the direct
-//! adapter's `validate_config` as the same-run baseline. Measured in wall time (group
-//! `instantiate`) and in the benchmarking thread's CPU time (group `instantiate_cpu`).
+//! Without reuse (`max_idle_instances(0)`), every `Chain` call creates a store,
+//! instantiates every layer from its `InstancePre`, calls each layer's `configure` with its
+//! table, makes the call, and drops the store (returning the instances' memories and
+//! stacks). The cheapest call through the public API is `Chain::validate_config`: no
+//! payload crosses, and each layer only forwards it. So "instantiation" here is
+//! `chain.validate_config()` — an upper bound on the start-up cost that includes one
+//! payload-free call through each layer — against the direct adapter's `validate_config`
+//! as the same-run baseline. Measured in wall time (group `instantiate`) and in the
+//! benchmarking thread's CPU time (group `instantiate_cpu`).
 
 mod common;
 
@@ -23,7 +25,9 @@ use criterion::BenchmarkId;
 const GROUP: &str = "instantiate";
 const CLOCKS: [Clock; 2] = [Clock::Wall, Clock::ThreadCpu];
 const CHAINS: [(&str, usize); 3] = [("passthrough_x1", 1), ("passthrough_x3", 3), ("retry_fallback", 2)];
-const ALLOCATORS: [(&str, bool); 2] = [("pooling", true), ("on_demand", false)];
+/// (name, pooling allocator, reuse idle stores).
+const VARIANTS: [(&str, bool, bool); 3] =
+    [("pooling", true, false), ("on_demand", false, false), ("reused", true, true)];
 
 fn main() {
     let started = SystemTime::now();
@@ -31,10 +35,10 @@ fn main() {
     let mut criterion = common::criterion();
     let rt = common::tokio_current_thread();
     let adapter: Arc<dyn Provider> = Canned::new();
-    let runtimes: Vec<(&str, Vec<(&str, Chain)>)> = ALLOCATORS
+    let runtimes: Vec<(&str, Vec<(&str, Chain)>)> = VARIANTS
         .iter()
-        .map(|&(allocator, pooling)| {
-            let runtime = common::runtime(pooling, 4096);
+        .map(|&(allocator, pooling, reuse)| {
+            let runtime = common::runtime(pooling, 4096, reuse);
             let chains = rt.block_on(async {
                 let mut chains = Vec::new();
                 for (name, layers) in CHAINS {
@@ -82,10 +86,10 @@ fn summary(started: SystemTime, load_before: &str) {
     {
         println!("direct adapter `validate_config`: {} µs wall, {} µs CPU\n", us(w.us()), us(c.us()));
     }
-    println!("| allocator | chain | wall µs/call | CPU µs/call | CPU µs/layer | × pooling (CPU) |");
+    println!("| variant | chain | wall µs/call | CPU µs/call | CPU µs/layer | × pooling (CPU) |");
     println!("|---|---|---|---|---|---|");
     let mut targets = Vec::new();
-    for (allocator, _) in ALLOCATORS {
+    for (allocator, _, _) in VARIANTS {
         for (name, layers) in CHAINS {
             let (Some(wall), Some(cpu)) =
                 (get(Clock::Wall, allocator, name), get(Clock::ThreadCpu, allocator, name))

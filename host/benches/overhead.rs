@@ -33,7 +33,7 @@ fn main() {
     let load_before = common::machine_load();
     let mut criterion = common::criterion();
     let rt = common::tokio_current_thread();
-    let runtime = common::runtime(true, 4096);
+    let runtime = common::runtime(true, 4096, true);
     let adapter: Arc<dyn Provider> = Canned::new();
     let chains: Vec<(&str, Chain)> = rt.block_on(async {
         let mut chains = Vec::new();

@@ -47,7 +47,7 @@ async fn consecutive_calls_reuse_one_store() {
 
 #[tokio::test]
 async fn without_idle_stores_every_call_gets_fresh_instances() {
-    let rt = Runtime::builder().max_idle_stores(0).build().unwrap();
+    let rt = Runtime::builder().max_idle_instances(0).build().unwrap();
     let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], ScriptedProvider::ok("anthropic"));
     for _ in 0..3 {
         assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);

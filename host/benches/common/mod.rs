@@ -112,8 +112,13 @@ pub fn text_bytes(request: &Request) -> usize {
 }
 
 /// A runtime with the given allocator (and room for `max_instances` live instances).
-pub fn runtime(pooling: bool, max_instances: u32) -> Runtime {
-    let runtime = Runtime::builder().pooling(pooling).max_instances(max_instances).build().expect("runtime");
+/// Without `reuse`, every call instantiates and configures every layer afresh.
+pub fn runtime(pooling: bool, max_instances: u32, reuse: bool) -> Runtime {
+    let mut builder = Runtime::builder().pooling(pooling).max_instances(max_instances);
+    if !reuse {
+        builder = builder.max_idle_instances(0);
+    }
+    let runtime = builder.build().expect("runtime");
     assert_eq!(runtime.pooling(), pooling, "the pooling allocator is unavailable on this machine");
     runtime
 }

@@ -20,7 +20,7 @@ use crate::types::{Error, Request, Response};
 /// share idle stores). Each call runs in a store of its own, with one instance of every
 /// layer: calls run concurrently, and a module that traps takes down only the call it
 /// trapped in. A store whose call ended cleanly is kept for a later call
-/// ([`RuntimeBuilder::max_idle_stores`](super::RuntimeBuilder::max_idle_stores)).
+/// ([`RuntimeBuilder::max_idle_instances`](super::RuntimeBuilder::max_idle_instances)).
 #[derive(Clone)]
 pub struct Chain {
     runtime: Runtime,

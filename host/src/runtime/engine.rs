@@ -49,7 +49,7 @@ pub struct RuntimeBuilder {
     limits: Limits,
     pooling: bool,
     max_instances: u32,
-    max_idle_stores: usize,
+    max_idle_instances: Option<usize>,
     epoch_tick: Duration,
 }
 
@@ -59,7 +59,7 @@ impl Default for RuntimeBuilder {
             limits: Limits::default(),
             pooling: true,
             max_instances: 4096,
-            max_idle_stores: 256,
+            max_idle_instances: None,
             epoch_tick: Duration::from_millis(5),
         }
     }
@@ -100,12 +100,14 @@ impl RuntimeBuilder {
         self.max_instances = count;
         self
     }
-    /// Idle stores (one instance of every layer of a chain, configured) kept for reuse,
-    /// across all chains (default 256). A call takes an idle store of its chain instead of
-    /// instantiating and configuring every layer again; 0 gives every call fresh instances.
-    /// Each idle store holds its layers' pool slots and their resident memory.
-    pub fn max_idle_stores(mut self, count: usize) -> Self {
-        self.max_idle_stores = count;
+    /// Module instances kept idle for reuse, across all chains (default: a quarter of
+    /// [`max_instances`](Self::max_instances)). A call takes an idle store of its chain,
+    /// with every layer instantiated and configured, instead of instantiating and
+    /// configuring them again. Idle instances hold pool slots and resident memory; the
+    /// default leaves three quarters of the pool to calls in flight. 0 gives every call
+    /// fresh instances.
+    pub fn max_idle_instances(mut self, count: usize) -> Self {
+        self.max_idle_instances = Some(count);
         self
     }
     /// How often the CPU budget is checked (default 5 ms).
@@ -139,7 +141,7 @@ impl RuntimeBuilder {
                 budget_ticks,
                 pooling,
                 components: ComponentCache::default(),
-                idle: IdleBudget::new(self.max_idle_stores),
+                idle: IdleBudget::new(self.max_idle_instances.unwrap_or(self.max_instances as usize / 4)),
             }),
         })
     }
@@ -211,7 +213,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) budget_ticks: u64,
     pub(crate) pooling: bool,
     pub(crate) components: ComponentCache,
-    /// How many more idle stores may be kept, across chains.
+    /// How many more idle instances may be kept, across chains.
     pub(crate) idle: IdleBudget,
 }
 

@@ -3,9 +3,10 @@
 //!
 //! A store serves one call at a time. When its call ends cleanly (nothing trapped, no
 //! leaked request handle, the caller did not give up mid-call) it goes back to its chain's
-//! pool; a store that trapped is dropped with its call. The number of idle stores is
-//! bounded across all chains of a runtime, so a burst of a thousand calls leaves at most
-//! that many warm stores behind, not a thousand.
+//! pool; a store that trapped is dropped with its call. The number of idle instances is
+//! bounded across all chains of a runtime, so a burst of a thousand calls does not leave a
+//! thousand warm stores behind, and idle stores never take the pooling allocator's slots
+//! that calls in flight need.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use wasmtime::Store;
 use super::engine::RuntimeInner;
 use super::sandbox::CallState;
 
-/// The runtime-wide allowance of idle stores.
+/// The runtime-wide allowance of idle instances.
 pub(crate) struct IdleBudget {
     left: AtomicUsize,
 }
@@ -25,8 +26,8 @@ impl IdleBudget {
         IdleBudget { left: AtomicUsize::new(max) }
     }
 
-    fn take(&self) -> bool {
-        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(1)).is_ok()
+    fn take(&self, instances: usize) -> bool {
+        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(instances)).is_ok()
     }
 
     fn give_back(&self, count: usize) {
@@ -48,14 +49,14 @@ impl StorePool {
     /// An idle store, if there is one.
     pub(crate) fn take(&self) -> Option<Store<CallState>> {
         let store = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-        self.runtime.idle.give_back(1);
+        self.runtime.idle.give_back(store.data().instances.len());
         Some(store)
     }
 
     /// Keeps `store` for a later call if it is reusable and the runtime's allowance of
-    /// idle stores is not spent; drops it otherwise.
+    /// idle instances is not spent; drops it otherwise.
     pub(crate) fn put(&self, store: Store<CallState>) {
-        if store.data().reusable() && self.runtime.idle.take() {
+        if store.data().reusable() && self.runtime.idle.take(store.data().instances.len()) {
             self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
         }
     }
@@ -64,6 +65,6 @@ impl StorePool {
 impl Drop for StorePool {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
-        self.runtime.idle.give_back(idle.len());
+        self.runtime.idle.give_back(idle.iter().map(|store| store.data().instances.len()).sum());
     }
 }
