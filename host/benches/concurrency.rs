@@ -195,12 +195,13 @@ fn main() {
         worst.push((name, worst_ratio, worst_mib, total_errors));
     }
 
-    // What happens when in-flight calls need more instances than the pool holds.
+    // What happens when in-flight calls need more instances than the pool holds: the
+    // calls beyond it wait for a slot (first come, first served) instead of failing.
     let small = common::runtime(true, 256, true);
     let chain = rt.block_on(chain(&small, false, flaky()));
     let result = rt.block_on(round(&chain, "pool"));
     println!(
-        "\n### Pool exhaustion probe: retry(adapter), {CALLS} concurrent calls, pooling max_instances = 256\n"
+        "\n### Pool capacity probe: retry(adapter), {CALLS} concurrent calls, max_instances = 256 (the calls beyond it queue)\n"
     );
     println!(
         "wall {:.3} s, ok {}, errors {}{}",

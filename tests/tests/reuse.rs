@@ -1,6 +1,7 @@
-//! Stores kept between calls, and the request passed by handle: a call reuses a clean
-//! store of its chain, never one that trapped, leaked a handle or was abandoned mid-call,
-//! and a layer that rewrites the request hands the next one a new handle.
+//! Stores kept between calls, the instance pool, and the request passed by handle: a call
+//! reuses a clean store of its chain, never one that trapped, leaked a handle or was
+//! abandoned mid-call; calls beyond the pool wait for a slot; and a layer that rewrites
+//! the request hands the next one a new handle.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -92,6 +93,32 @@ async fn overlapping_calls_never_share_an_instance() {
 
 async fn invoke_owned(chain: Chain) -> Result<Response, Error> {
     invoke(&chain).await
+}
+
+#[tokio::test]
+async fn calls_beyond_the_instance_pool_wait_for_a_slot_instead_of_failing() {
+    // Room for two instances: two one-layer calls in flight, the others queue.
+    let rt = Runtime::builder().max_instances(2).build().unwrap();
+    let inner = Arc::new(Gated { gate: tokio::sync::Semaphore::new(0) });
+    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
+    let calls: Vec<_> = (0..6).map(|_| tokio::spawn(invoke_owned(chain.clone()))).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(calls.iter().all(|c| !c.is_finished()), "no call fails fast on a full pool");
+    inner.gate.add_permits(6);
+    for call in calls {
+        call.await.unwrap().expect("every call gets its turn");
+    }
+}
+
+#[tokio::test]
+async fn a_chain_longer_than_the_instance_pool_is_an_error_not_a_hang() {
+    let rt = Runtime::builder().max_instances(2).build().unwrap();
+    let passthrough = builtin(&rt, "passthrough", json!({})).await;
+    let chain = Chain::new(rt.clone(), vec![passthrough; 3], ScriptedProvider::ok("anthropic"));
+    let err =
+        tokio::time::timeout(Duration::from_secs(10), invoke(&chain)).await.expect("no hang").unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config, "{err}");
+    assert!(err.message.contains("max_instances (2)"), "{err}");
 }
 
 #[tokio::test]

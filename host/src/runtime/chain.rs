@@ -88,9 +88,21 @@ impl Chain {
         self.pool.put(store);
     }
 
-    /// Creates a store and instantiates and configures every layer in it.
+    /// Creates a store and instantiates and configures every layer in it, once the runtime
+    /// has room for that many more instances: beyond it a call waits its turn (first come,
+    /// first served) instead of failing on an exhausted instance pool.
     pub(crate) async fn instantiate(&self) -> Result<Store<CallState>, Error> {
+        let slots = self.runtime.inner.reserve_instances(self.layers.len()).await.map_err(|max| {
+            Error::config(
+                &self.layers[0].name,
+                format!(
+                    "a chain of {} modules needs more instances than the runtime's max_instances ({max})",
+                    self.layers.len()
+                ),
+            )
+        })?;
         let state = CallState::new(
+            slots,
             &self.runtime.inner,
             self.layers.clone(),
             self.inner.clone(),

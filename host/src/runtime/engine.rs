@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -94,8 +95,9 @@ impl RuntimeBuilder {
         self.pooling = enabled;
         self
     }
-    /// Module instances that may be alive at once with pooling: in-flight calls times
-    /// layers (default 4096).
+    /// Module instances that may be alive at once: calls in flight times layers, plus idle
+    /// ones (default 4096). It sizes the pooling allocator; a call that would go beyond it
+    /// waits for a running call to end.
     pub fn max_instances(mut self, count: u32) -> Self {
         self.max_instances = count;
         self
@@ -142,6 +144,8 @@ impl RuntimeBuilder {
                 pooling,
                 components: ComponentCache::default(),
                 idle: IdleBudget::new(self.max_idle_instances.unwrap_or(self.max_instances as usize / 4)),
+                instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
+                max_instances: self.max_instances as usize,
             }),
         })
     }
@@ -215,6 +219,19 @@ pub(crate) struct RuntimeInner {
     pub(crate) components: ComponentCache,
     /// How many more idle instances may be kept, across chains.
     pub(crate) idle: IdleBudget,
+    /// One permit per instance that may be alive at once (`max_instances`).
+    instance_slots: Arc<Semaphore>,
+    max_instances: usize,
+}
+
+impl RuntimeInner {
+    /// Waits until `count` more instances may be alive; the permit returns them when
+    /// dropped. Errs with `max_instances` when `count` exceeds it (waiting would be forever).
+    pub(crate) async fn reserve_instances(&self, count: usize) -> Result<OwnedSemaphorePermit, usize> {
+        let count = u32::try_from(count).ok().filter(|&n| n as usize <= self.max_instances);
+        let count = count.ok_or(self.max_instances)?;
+        self.instance_slots.clone().acquire_many_owned(count).await.map_err(|_| self.max_instances)
+    }
 }
 
 /// A wasm runtime: the engine, the linker that grants modules their imports, and limits.

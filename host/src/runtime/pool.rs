@@ -27,7 +27,9 @@ impl IdleBudget {
     }
 
     fn take(&self, instances: usize) -> bool {
-        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(instances)).is_ok()
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(instances))
+            .is_ok()
     }
 
     fn give_back(&self, count: usize) {

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -61,6 +62,8 @@ impl HostMonotonicClock for TokioClock {
 
 /// The data of one call's store.
 pub(crate) struct CallState {
+    /// This store's share of the runtime's instances, returned when the store is dropped.
+    _slots: OwnedSemaphorePermit,
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
@@ -91,6 +94,7 @@ impl WasiView for CallState {
 
 impl CallState {
     pub(crate) fn new(
+        slots: OwnedSemaphorePermit,
         runtime: &RuntimeInner,
         layers: Arc<[Arc<Module>]>,
         inner: Arc<dyn Provider>,
@@ -112,6 +116,7 @@ impl CallState {
             .build();
         let n = layers.len();
         CallState {
+            _slots: slots,
             wasi,
             table: ResourceTable::new(),
             limits,
