@@ -72,7 +72,7 @@ impl Chain {
 
     /// A store for one call, with every layer instantiated and configured: an idle one if
     /// the pool has one, else a fresh one. Returns it with the outermost instance.
-    pub(crate) async fn checkout(&self) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
+    async fn checkout(&self) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
         let mut store = match self.pool.take() {
             Some(store) => store,
             None => self.instantiate().await?,
