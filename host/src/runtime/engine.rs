@@ -3,7 +3,7 @@
 //! One [`Runtime`] owns one `wasmtime::Engine` (async, epoch interruption, pooling
 //! allocator where the OS allows it), the linker that grants modules their imports, and a
 //! std thread that ticks the engine's epoch. Modules are compiled and type-checked against
-//! it once; every call then instantiates them cheaply from their `InstancePre`.
+//! it once; a store then instantiates them cheaply from their `InstancePre`.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -89,8 +89,9 @@ impl RuntimeBuilder {
         self.limits.wasm_stack_bytes = bytes;
         self
     }
-    /// Whether to use the pooling instance allocator (default on). Without it every call
-    /// maps fresh memory and stacks, about twice the instantiation cost (docs/benchmarks.md).
+    /// Whether to use the pooling instance allocator (default on). Without it every new
+    /// instance maps fresh memory and stacks, 4–8× the instantiation cost
+    /// (docs/benchmarks.md).
     pub fn pooling(mut self, enabled: bool) -> Self {
         self.pooling = enabled;
         self
@@ -176,9 +177,10 @@ impl RuntimeBuilder {
                 .max_memories_per_component(4)
                 .max_tables_per_component(8)
                 .max_memory_size(self.limits.memory_bytes)
-                // Keep a module's first pages mapped between calls instead of releasing and
-                // faulting them back in on every call (measured: about 40% of a layer's
-                // instantiation). pagemap_scan (Linux 6.7+) resets only the dirty pages.
+                // Keep a module's first pages mapped when its slot is reused instead of
+                // releasing and faulting them back in for every new instance (measured: about
+                // 40% of a layer's instantiation). pagemap_scan (Linux 6.7+) resets only the
+                // dirty pages.
                 .pagemap_scan(Enabled::Auto)
                 .linear_memory_keep_resident((4 << 20).min(self.limits.memory_bytes))
                 .table_keep_resident(1 << 20);

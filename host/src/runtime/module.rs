@@ -37,7 +37,7 @@ impl fmt::Display for ModuleSource {
     }
 }
 
-/// A compiled, type-checked module with its configuration: ready to instantiate per call.
+/// A compiled, type-checked module with its configuration: ready to instantiate in any store.
 pub struct Module {
     pub name: String,
     pub source: ModuleSource,

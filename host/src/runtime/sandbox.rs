@@ -26,16 +26,16 @@ use crate::types::{Error, ErrorKind, Request};
 pub struct RandomSource(Arc<dyn Fn() -> Box<dyn wasmtime_wasi::Rng + Send> + Send + Sync>);
 
 impl RandomSource {
-    /// The operating system's randomness, through a per-call CSPRNG.
+    /// The operating system's randomness, through a CSPRNG per store.
     pub fn os() -> Self {
         RandomSource(Arc::new(wasmtime_wasi::thread_rng))
     }
-    /// The same byte sequence on every call, cycled: all zeros makes the retry module's
+    /// The same byte sequence for every store, cycled: all zeros makes the retry module's
     /// jitter zero, so its waits are exactly `base * 2^n`.
     pub fn repeating(bytes: Vec<u8>) -> Self {
         RandomSource(Arc::new(move || Box::new(wasmtime_wasi::Deterministic::new(bytes.clone()))))
     }
-    /// Any generator, made afresh for each call.
+    /// Any generator, made afresh for each store.
     pub fn custom(make: impl Fn() -> Box<dyn wasmtime_wasi::Rng + Send> + Send + Sync + 'static) -> Self {
         RandomSource(Arc::new(make))
     }
