@@ -165,9 +165,9 @@ impl RuntimeBuilder {
             .async_stack_size(self.limits.wasm_stack_bytes + (1 << 20))
             // Copy each module's data segments into its memory instead of mapping them
             // copy-on-write: a mapping per new instance takes the process's mmap lock for
-            // writing, which serializes bursts of new instances across threads (measured:
-            // fresh `retry(fallback)` 58 → 37 µs CPU, the first burst of 1,000 calls
-            // 1.87× → 1.64× the ideal time). Stores are reused, so the copy is rare.
+            // writing, which stalls bursts of new instances across threads (the first burst
+            // of 1,000 calls went from 1.82–2.25× to 1.60–1.98× the ideal time,
+            // docs/benchmarks.md). Stores are reused, so the copy is rare.
             .memory_init_cow(false);
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
