@@ -182,6 +182,7 @@ pub fn full_request() -> Request {
 
 /// Loads the built-in module `name` with `config`; panics with the load error.
 pub async fn builtin(runtime: &Runtime, name: &str, config: serde_json::Value) -> Arc<Module> {
+    logs::route_every_event();
     let bytes = arcllm::builtin::get(name).unwrap_or_else(|| panic!("no built-in module {name}"));
     runtime
         .load_module(name, ModuleSource::Builtin, bytes.to_vec(), &config)
@@ -222,9 +223,44 @@ pub mod logs {
         }
     }
 
+    /// Makes every `tracing` callsite ask the current thread's subscriber each time.
+    ///
+    /// `tracing` caches, per callsite, whether any subscriber is interested. A callsite
+    /// first hit by one test thread while another installs its capturing subscriber can
+    /// cache "never" and drop that test's events (a race in tracing-core's registration).
+    /// A global subscriber that answers "sometimes" for every callsite and records nothing
+    /// rules that out, as long as it is installed before any module runs: `builtin` and
+    /// `capture` call this first.
+    pub fn route_every_event() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(EveryCallsite);
+        });
+    }
+
+    struct EveryCallsite;
+
+    impl tracing::Subscriber for EveryCallsite {
+        fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+            tracing::subscriber::Interest::sometimes()
+        }
+        fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+            false
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, _: &tracing::Event<'_>) {}
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
     /// Installs a subscriber for this thread (use a current-thread tokio test) and returns
     /// the buffer it writes to, and the guard that keeps it installed.
     pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+        route_every_event();
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
