@@ -55,7 +55,7 @@ async fn without_idle_stores_every_call_gets_fresh_instances() {
     }
 }
 
-/// Answers after `gate` opens, so that calls overlap.
+/// Answers once `gate` gives it a permit (returned after the call): calls overlap, or stall.
 struct Gated {
     gate: tokio::sync::Semaphore,
 }
@@ -144,37 +144,14 @@ async fn a_store_holding_a_leaked_request_handle_is_not_reused() {
     }
 }
 
-/// Never answers its first call; answers every later one.
-struct StallsOnce {
-    stalled: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Provider for StallsOnce {
-    async fn invoke(&self, _request: Request) -> Result<Response, Error> {
-        if !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-        Ok(sample_response("stalls"))
-    }
-    fn name(&self) -> &str {
-        "stalls"
-    }
-    fn model_name(&self) -> &str {
-        "stalls-model"
-    }
-    async fn validate_config(&self) -> Result<(), Error> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_call_abandoned_mid_flight_leaves_the_chain_healthy() {
     let rt = runtime();
-    let inner = Arc::new(StallsOnce { stalled: false.into() });
-    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner);
+    let inner = Arc::new(Gated { gate: tokio::sync::Semaphore::new(0) });
+    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
     let abandoned = tokio::time::timeout(Duration::from_millis(50), invoke(&chain)).await;
     assert!(abandoned.is_err(), "the first call stalls until the caller gives up");
+    inner.gate.add_permits(1);
     // The abandoned store was dropped with its call: the next call starts fresh.
     assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
     assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 2);
