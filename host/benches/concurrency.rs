@@ -2,7 +2,7 @@
 //! retried with real backoff sleeps, on a tokio multi-thread runtime with one worker per
 //! core.
 //!
-//! The chain is `retry(adapter)` (and then `retry(fallback(adapter))`) with
+//! The stack is `retry(adapter)` (and then `retry(fallback(adapter))`) with
 //! `backoff_base_seconds = 0.05` and a zero random source, so each call waits exactly
 //! 0.05 s then 0.10 s: the ideal wall time of the whole batch is 0.15 s. The adapter fails
 //! the first two attempts of every request (keyed by a tag in the request) with a
@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arcllm::runtime::{Chain, RandomSource, Runtime};
+use arcllm::runtime::{RandomSource, Runtime, Stack};
 use arcllm::types::{Content, Error, Request, Response};
 use arcllm::Provider;
 use async_trait::async_trait;
@@ -76,8 +76,8 @@ struct RoundResult {
     peak_rss: u64,
 }
 
-/// Sends `CALLS` distinct 1 KiB requests through `chain` at once and waits for all.
-async fn round(chain: &Chain, tag: &str) -> RoundResult {
+/// Sends `CALLS` distinct 1 KiB requests through `stack` at once and waits for all.
+async fn round(stack: &Stack, tag: &str) -> RoundResult {
     let requests: Vec<Request> =
         (0..CALLS).map(|i| common::request_of_size(1 << 10, &format!("{tag}-{i}|"))).collect();
     common::reset_peak_rss();
@@ -87,9 +87,9 @@ async fn round(chain: &Chain, tag: &str) -> RoundResult {
     let tasks: Vec<_> = requests
         .into_iter()
         .map(|request| {
-            let chain = chain.clone();
+            let stack = stack.clone();
             tokio::spawn(async move {
-                let result = chain.invoke(request).await;
+                let result = stack.invoke(request).await;
                 (result, started.elapsed())
             })
         })
@@ -123,13 +123,13 @@ async fn round(chain: &Chain, tag: &str) -> RoundResult {
     }
 }
 
-async fn chain(runtime: &Runtime, fallback: bool, adapter: Arc<dyn Provider>) -> Chain {
+async fn stack(runtime: &Runtime, fallback: bool, adapter: Arc<dyn Provider>) -> Stack {
     let retry_table = serde_json::json!({ "backoff_base_seconds": BASE_SECONDS, "max_retries": 3 });
     let mut modules = vec![common::builtin(runtime, "retry", retry_table).await];
     if fallback {
-        modules.push(common::builtin(runtime, "fallback", serde_json::json!({ "chain": [] })).await);
+        modules.push(common::builtin(runtime, "fallback", serde_json::json!({ "stack": [] })).await);
     }
-    Chain::new(runtime.clone(), modules, adapter).with_random(RandomSource::repeating(vec![0]))
+    Stack::new(runtime.clone(), modules, adapter).with_random(RandomSource::repeating(vec![0]))
 }
 
 fn flaky() -> Arc<dyn Provider> {
@@ -162,13 +162,13 @@ fn main() {
     let runtime = common::runtime(true, 4096, true);
     let mut worst: Vec<(&str, f64, f64, usize)> = Vec::new();
     for (name, fallback) in [("retry(adapter)", false), ("retry(fallback(adapter))", true)] {
-        let chain = rt.block_on(chain(&runtime, fallback, flaky()));
+        let stack = rt.block_on(stack(&runtime, fallback, flaky()));
         println!("\n### {name}\n");
         println!("| round | wall s | × ideal | process CPU s | CPU µs/call | p50 latency s | max latency s | ok | errors | RSS before MiB | peak RSS MiB | MiB per in-flight call |");
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         let (mut worst_ratio, mut worst_mib, mut total_errors) = (0f64, 0f64, 0);
         for r in 0..ROUNDS {
-            let result = rt.block_on(round(&chain, &format!("{}-{r}", if fallback { "rf" } else { "r" })));
+            let result = rt.block_on(round(&stack, &format!("{}-{r}", if fallback { "rf" } else { "r" })));
             let ratio = result.wall.as_secs_f64() / ideal.as_secs_f64();
             let per_call = result.peak_rss.saturating_sub(result.baseline_rss) as f64 / MIB / CALLS as f64;
             worst_ratio = worst_ratio.max(ratio);
@@ -198,8 +198,8 @@ fn main() {
     // What happens when in-flight calls need more instances than the pool holds: the
     // calls beyond it wait for a slot (first come, first served) instead of failing.
     let small = common::runtime(true, 256, true);
-    let chain = rt.block_on(chain(&small, false, flaky()));
-    let result = rt.block_on(round(&chain, "pool"));
+    let stack = rt.block_on(stack(&small, false, flaky()));
+    let result = rt.block_on(round(&stack, "pool"));
     println!(
         "\n### Pool capacity probe: retry(adapter), {CALLS} concurrent calls, max_instances = 256 (the calls beyond it queue)\n"
     );

@@ -1,4 +1,4 @@
-//! Benchmark 4 (docs/benchmarks.md): the chain's share of a loopback HTTP round trip.
+//! Benchmark 4 (docs/benchmarks.md): the stack's share of a loopback HTTP round trip.
 //!
 //! A stub OpenAI-compatible server (axum, 127.0.0.1, its own thread and runtime) answers
 //! every POST with the same chat completion. Against it, in the same run:
@@ -6,7 +6,7 @@
 //!   an adapter call), reading the whole answer: the network floor;
 //! - `adapter_direct`: the native OpenAI adapter (`arcllm::adapters::build`), which also
 //!   encodes the request and decodes the answer;
-//! - `retry_fallback`: the production chain `retry(fallback(adapter))` around that adapter.
+//! - `retry_fallback`: the production stack `retry(fallback(adapter))` around that adapter.
 //!
 //! Measured in wall time (group `http`) and in the whole process's CPU time (group
 //! `http_cpu`: client, stub server and kernel networking together, i.e. all the work of a
@@ -85,7 +85,7 @@ fn main() {
     let endpoint = format!("{url}/v1/chat/completions");
     let rt = common::tokio_current_thread();
     let runtime = common::runtime(true, 4096, true);
-    let chain = rt.block_on(common::retry_fallback_chain(&runtime, adapter.clone()));
+    let stack = rt.block_on(common::retry_fallback_chain(&runtime, adapter.clone()));
     let cases: Vec<_> = SIZES
         .iter()
         .map(|&(label, bytes)| {
@@ -94,7 +94,7 @@ fn main() {
             let answer = rt.block_on(adapter.invoke(request.clone())).expect("adapter call");
             assert_eq!(answer.content.as_deref(), Some("The answer is 42."));
             let body = last_body.lock().unwrap().clone().expect("recorded body");
-            let answer = rt.block_on(chain.invoke(request.clone())).expect("chain call");
+            let answer = rt.block_on(stack.invoke(request.clone())).expect("stack call");
             assert_eq!(answer.content.as_deref(), Some("The answer is 42."));
             (label, request, body)
         })
@@ -115,12 +115,12 @@ fn main() {
                 assert!(response.status().is_success());
                 response.bytes().await.expect("body")
             });
-            let (adapter, chain) = (&adapter, &chain);
+            let (adapter, stack) = (&adapter, &stack);
             bench_async(&mut group, BenchmarkId::new("adapter_direct", label), &rt, clock, || async move {
                 adapter.invoke(request.clone()).await.expect("adapter")
             });
             bench_async(&mut group, BenchmarkId::new("retry_fallback", label), &rt, clock, || async move {
-                chain.invoke(request.clone()).await.expect("chain")
+                stack.invoke(request.clone()).await.expect("stack")
             });
         }
         group.finish();
@@ -154,22 +154,22 @@ fn summary(started: SystemTime, load_before: &str) {
             );
         }
         for clock in CLOCKS {
-            if let (Some(direct), Some(chain)) =
+            if let (Some(direct), Some(stack)) =
                 (get(clock, "adapter_direct", label), get(clock, "retry_fallback", label))
             {
-                let extra = chain.us() - direct.us();
-                shares.push((clock, label, extra, 100.0 * extra / chain.us()));
+                let extra = stack.us() - direct.us();
+                shares.push((clock, label, extra, 100.0 * extra / stack.us()));
             }
         }
     }
-    println!("\nThe chain's share of the round trip, (retry_fallback − adapter_direct) / retry_fallback:");
+    println!("\nThe stack's share of the round trip, (retry_fallback − adapter_direct) / retry_fallback:");
     for (clock, label, extra, share) in &shares {
         println!("- {label}, {clock:?}: +{} µs, {share:.1}%", us(*extra));
     }
     for (clock, label, _, share) in &shares {
         if *label == "1KiB" {
             println!(
-                "\nTarget: the full retry(fallback) chain ≤ 2% of a loopback round trip (1 KiB, {clock:?}): {share:.1}% → {}",
+                "\nTarget: the full retry(fallback) stack ≤ 2% of a loopback round trip (1 KiB, {clock:?}): {share:.1}% → {}",
                 verdict(*share <= 2.0)
             );
         }

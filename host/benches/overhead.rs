@@ -1,10 +1,10 @@
-//! Benchmarks 1 and 2 (docs/benchmarks.md): what one invoke through the wasm chain costs
+//! Benchmarks 1 and 2 (docs/benchmarks.md): what one invoke through the wasm stack costs
 //! against calling the same in-process test adapter directly, at 1 KiB, 64 KiB and 400 KiB
 //! of message text.
 //!
 //! Every variant is timed as one whole `Provider::invoke`, starting from a borrowed request
 //! (each iteration clones it, since `invoke` takes it by value): the baseline is
-//! `adapter.invoke(request.clone())`, a chain is `chain.invoke(request.clone())`, which
+//! `adapter.invoke(request.clone())`, a stack is `stack.invoke(request.clone())`, which
 //! creates the call's store, instantiates and configures every layer, passes the request
 //! down and the response back up, and drops the store. Two native references are measured
 //! alongside: the clone alone, and `serde_json::to_vec` of the request (what any real
@@ -18,14 +18,14 @@ mod common;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arcllm::runtime::Chain;
+use arcllm::runtime::Stack;
 use arcllm::Provider;
 use common::{bench_async, bench_sync, estimate, us, verdict, Canned, Clock, SIZES};
 use criterion::BenchmarkId;
 
 const GROUP: &str = "invoke";
 const CLOCKS: [Clock; 2] = [Clock::Wall, Clock::ThreadCpu];
-const CHAINS: [(&str, usize); 4] =
+const STACKS: [(&str, usize); 4] =
     [("passthrough_x1", 1), ("passthrough_x2", 2), ("passthrough_x3", 3), ("retry_fallback", 2)];
 
 fn main() {
@@ -35,28 +35,28 @@ fn main() {
     let rt = common::tokio_current_thread();
     let runtime = common::runtime(true, 4096, true);
     let adapter: Arc<dyn Provider> = Canned::new();
-    let chains: Vec<(&str, Chain)> = rt.block_on(async {
-        let mut chains = Vec::new();
-        for (name, layers) in CHAINS {
-            let chain = if name == "retry_fallback" {
+    let stacks: Vec<(&str, Stack)> = rt.block_on(async {
+        let mut stacks = Vec::new();
+        for (name, layers) in STACKS {
+            let stack = if name == "retry_fallback" {
                 common::retry_fallback_chain(&runtime, adapter.clone()).await
             } else {
                 common::passthrough_chain(&runtime, layers, adapter.clone()).await
             };
-            chains.push((name, chain));
+            stacks.push((name, stack));
         }
-        chains
+        stacks
     });
     let requests: Vec<_> = SIZES
         .iter()
         .map(|&(label, bytes)| {
             let request = common::request_of_size(bytes, "bench");
             assert_eq!(common::text_bytes(&request), bytes);
-            // Every chain must answer what the adapter answers (a failing chain would be
+            // Every stack must answer what the adapter answers (a failing stack would be
             // measured as a fast error).
-            for (name, chain) in &chains {
+            for (name, stack) in &stacks {
                 let answer =
-                    rt.block_on(chain.invoke(request.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+                    rt.block_on(stack.invoke(request.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
                 assert_eq!(answer.content, common::canned_response().content, "{name}");
             }
             (label, request)
@@ -73,9 +73,9 @@ fn main() {
             bench_async(&mut group, id("direct"), &rt, clock, || async move {
                 direct.invoke(request.clone()).await.expect("direct")
             });
-            for (name, chain) in &chains {
+            for (name, stack) in &stacks {
                 bench_async(&mut group, id(name), &rt, clock, || async move {
-                    chain.invoke(request.clone()).await.expect("chain")
+                    stack.invoke(request.clone()).await.expect("stack")
                 });
             }
         }
@@ -134,7 +134,7 @@ fn summary(started: SystemTime, load_before: &str) {
         row("clone_only", None);
         row("json_encode", None);
         row("direct", None);
-        for (name, layers) in CHAINS {
+        for (name, layers) in STACKS {
             row(name, Some(layers));
         }
         for clock in CLOCKS {

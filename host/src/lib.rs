@@ -2,9 +2,9 @@
 //! module is a sandboxed WebAssembly component.
 //!
 //! - [`types`]: the data model (`arc:llm/types` in `wit/arcllm.wit`);
-//! - [`Provider`]: what a native adapter, a chain of modules, and a test double all are;
-//! - [`runtime`]: loads modules and stacks them into a [`runtime::Chain`];
-//! - [`adapters`]: the native HTTP adapters at the bottom of every chain;
+//! - [`Provider`]: what a native adapter, a stack of modules, and a test double all are;
+//! - [`runtime`]: loads modules and stacks them into a [`runtime::Stack`];
+//! - [`adapters`]: the native HTTP adapters at the bottom of every stack;
 //! - [`providers`]: provider files and the catalog that creates adapters by name;
 //! - [`builtin`]: the embedded retry, fallback and passthrough modules.
 

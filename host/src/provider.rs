@@ -1,5 +1,5 @@
-//! The `Provider` trait: what sits at the bottom of a chain (a native HTTP adapter), what a
-//! chain of modules is as a whole, and what agents call.
+//! The `Provider` trait: what sits at the bottom of a stack (a native HTTP adapter), what a
+//! stack of modules is as a whole, and what agents call.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use crate::types::{Error, Request, Response};
 
 /// An LLM provider: turns a [`Request`] into a [`Response`] or a typed [`Error`].
 ///
-/// Implemented by the native adapters (`crate::adapters`), by [`crate::runtime::Chain`]
+/// Implemented by the native adapters (`crate::adapters`), by [`crate::runtime::Stack`]
 /// (a stack of wasm modules around an inner provider) and by test doubles.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {

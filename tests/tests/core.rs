@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arcllm::runtime::{Chain, LoadError, ModuleSource, Runtime};
+use arcllm::runtime::{LoadError, ModuleSource, Runtime, Stack};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -24,10 +24,10 @@ fn runtime() -> Runtime {
         .clone()
 }
 
-async fn passthrough_chain(layers: usize, inner: Arc<dyn Provider>) -> Chain {
+async fn passthrough_chain(layers: usize, inner: Arc<dyn Provider>) -> Stack {
     let rt = runtime();
     let module = builtin(&rt, "passthrough", json!({})).await;
-    Chain::new(rt, vec![module; layers], inner)
+    Stack::new(rt, vec![module; layers], inner)
 }
 
 #[tokio::test]
@@ -155,7 +155,7 @@ async fn assert_module_error(name: &str, reason: &str) {
     let passthrough = builtin(&runtime(), "passthrough", json!({})).await;
     let adapter = ScriptedProvider::ok("anthropic");
     // The hostile module sits between two healthy ones: the error must name it.
-    let chain = Chain::new(runtime(), vec![passthrough.clone(), module, passthrough], adapter.clone());
+    let chain = Stack::new(runtime(), vec![passthrough.clone(), module, passthrough], adapter.clone());
     let err = chain.invoke(full_request()).await.expect_err("hostile module must fail the call");
     assert_eq!(err.kind, ErrorKind::Module, "{err}");
     assert_eq!(err.provider, name, "{err}");

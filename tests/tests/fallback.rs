@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arcllm::runtime::{Chain, LazyRegistry, LoadError, ModuleSource, RandomSource, Runtime};
+use arcllm::runtime::{LazyRegistry, LoadError, ModuleSource, RandomSource, Runtime, Stack};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -46,10 +46,10 @@ impl Fixture {
     }
 }
 
-async fn fallback_chain(config: Value, primary: Arc<ScriptedProvider>, fixture: &Fixture) -> Chain {
+async fn fallback_chain(config: Value, primary: Arc<ScriptedProvider>, fixture: &Fixture) -> Stack {
     let rt = runtime();
     let module = builtin(&rt, "fallback", config).await;
-    Chain::new(rt, vec![module], primary).with_registry(fixture.registry())
+    Stack::new(rt, vec![module], primary).with_registry(fixture.registry())
 }
 
 fn request() -> Request {
@@ -201,7 +201,7 @@ async fn retry_around_fallback_does_not_multiply() {
     let fixture = Fixture::new(vec![openai.clone()]);
     let retry = builtin(&rt, "retry", json!({})).await;
     let fallback = builtin(&rt, "fallback", json!({"chain": ["openai"]})).await;
-    let chain = Chain::new(rt, vec![retry, fallback], primary.clone())
+    let chain = Stack::new(rt, vec![retry, fallback], primary.clone())
         .with_registry(fixture.registry())
         .with_random(RandomSource::repeating(vec![0]));
     let response = chain.invoke(request()).await.expect("fallback answers");
@@ -216,7 +216,7 @@ async fn retry_around_fallback_does_not_multiply() {
     let fixture = Fixture::new(vec![openai.clone()]);
     let retry = builtin(&runtime(), "retry", json!({"max_retries": 2})).await;
     let fallback = builtin(&runtime(), "fallback", json!({"chain": ["openai"]})).await;
-    let chain = Chain::new(runtime(), vec![retry, fallback], primary.clone())
+    let chain = Stack::new(runtime(), vec![retry, fallback], primary.clone())
         .with_registry(fixture.registry())
         .with_random(RandomSource::repeating(vec![0]));
     assert_eq!(chain.invoke(request()).await.unwrap_err().provider, "anthropic");

@@ -755,13 +755,13 @@ async fn the_watcher_reloads_on_changes_and_keeps_the_chain_on_errors() {
     assert_eq!(call(&model, "w3").await.expect("call").0, 2);
 
     let text = logs.text();
-    let reloaded = "reloaded: chain v2 (tag_outer → retry → tag_inner → stub/stub-model)";
+    let reloaded = "reloaded: stack v2 (tag_outer → retry → tag_inner → stub/stub-model)";
     assert!(text.lines().any(|l| l.contains("INFO") && l.contains(reloaded)), "{text}");
     assert!(
         text.lines().any(|l| l.contains("WARN")
             && l.contains("reload failed: ")
             && l.contains("TOML syntax error")
-            && l.contains("kept previous chain v4")),
+            && l.contains("kept previous stack v4")),
         "{text}"
     );
 }

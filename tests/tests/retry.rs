@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arcllm::runtime::{Chain, LoadError, ModuleSource, RandomSource, Runtime};
+use arcllm::runtime::{LoadError, ModuleSource, RandomSource, Runtime, Stack};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -28,10 +28,10 @@ fn half_jitter() -> RandomSource {
     RandomSource::repeating(vec![0x80, 0, 0, 0, 0, 0, 0, 0])
 }
 
-async fn retry_chain(config: Value, inner: Arc<ScriptedProvider>, random: RandomSource) -> Chain {
+async fn retry_chain(config: Value, inner: Arc<ScriptedProvider>, random: RandomSource) -> Stack {
     let rt = runtime();
     let module = builtin(&rt, "retry", config).await;
-    Chain::new(rt, vec![module], inner).with_random(random)
+    Stack::new(rt, vec![module], inner).with_random(random)
 }
 
 fn ok() -> Result<Response, Error> {

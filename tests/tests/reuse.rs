@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arcllm::runtime::{Chain, Module, ModuleSource, Runtime};
+use arcllm::runtime::{Module, ModuleSource, Runtime, Stack};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -33,14 +33,14 @@ fn calls_seen(response: &Response) -> u64 {
     response.metadata_value("calls").expect("tag reports calls").parse().expect("a number")
 }
 
-async fn invoke(chain: &Chain) -> Result<Response, Error> {
+async fn invoke(chain: &Stack) -> Result<Response, Error> {
     chain.invoke(Request::new(vec![Message::user("hi")])).await
 }
 
 #[tokio::test]
 async fn consecutive_calls_reuse_one_store() {
     let rt = runtime();
-    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], ScriptedProvider::ok("anthropic"));
+    let chain = Stack::new(rt.clone(), vec![counting_tag(&rt).await], ScriptedProvider::ok("anthropic"));
     for expected in 1..=3 {
         assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), expected);
     }
@@ -49,7 +49,7 @@ async fn consecutive_calls_reuse_one_store() {
 #[tokio::test]
 async fn without_idle_stores_every_call_gets_fresh_instances() {
     let rt = Runtime::builder().max_idle_instances(0).build().unwrap();
-    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], ScriptedProvider::ok("anthropic"));
+    let chain = Stack::new(rt.clone(), vec![counting_tag(&rt).await], ScriptedProvider::ok("anthropic"));
     for _ in 0..3 {
         assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
     }
@@ -81,7 +81,7 @@ impl Provider for Gated {
 async fn overlapping_calls_never_share_an_instance() {
     let rt = runtime();
     let inner = Arc::new(Gated { gate: tokio::sync::Semaphore::new(0) });
-    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
+    let chain = Stack::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
     let (a, b) = (tokio::spawn(invoke_owned(chain.clone())), tokio::spawn(invoke_owned(chain.clone())));
     tokio::time::sleep(Duration::from_millis(50)).await;
     inner.gate.add_permits(2);
@@ -91,7 +91,7 @@ async fn overlapping_calls_never_share_an_instance() {
     assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 2);
 }
 
-async fn invoke_owned(chain: Chain) -> Result<Response, Error> {
+async fn invoke_owned(chain: Stack) -> Result<Response, Error> {
     invoke(&chain).await
 }
 
@@ -100,7 +100,7 @@ async fn calls_beyond_the_instance_pool_wait_for_a_slot_instead_of_failing() {
     // Room for two instances: two one-layer calls in flight, the others queue.
     let rt = Runtime::builder().max_instances(2).build().unwrap();
     let inner = Arc::new(Gated { gate: tokio::sync::Semaphore::new(0) });
-    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
+    let chain = Stack::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
     let calls: Vec<_> = (0..6).map(|_| tokio::spawn(invoke_owned(chain.clone()))).collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(calls.iter().all(|c| !c.is_finished()), "no call fails fast on a full pool");
@@ -114,7 +114,7 @@ async fn calls_beyond_the_instance_pool_wait_for_a_slot_instead_of_failing() {
 async fn a_chain_longer_than_the_instance_pool_is_an_error_not_a_hang() {
     let rt = Runtime::builder().max_instances(2).build().unwrap();
     let passthrough = builtin(&rt, "passthrough", json!({})).await;
-    let chain = Chain::new(rt.clone(), vec![passthrough; 3], ScriptedProvider::ok("anthropic"));
+    let chain = Stack::new(rt.clone(), vec![passthrough; 3], ScriptedProvider::ok("anthropic"));
     let err =
         tokio::time::timeout(Duration::from_secs(10), invoke(&chain)).await.expect("no hang").unwrap_err();
     assert_eq!(err.kind, ErrorKind::Config, "{err}");
@@ -125,7 +125,7 @@ async fn a_chain_longer_than_the_instance_pool_is_an_error_not_a_hang() {
 async fn a_store_where_a_module_trapped_is_not_reused() {
     let rt = runtime();
     let layers = vec![counting_tag(&rt).await, hostile(&rt, "trap-second").await];
-    let chain = Chain::new(rt.clone(), layers, ScriptedProvider::ok("anthropic"));
+    let chain = Stack::new(rt.clone(), layers, ScriptedProvider::ok("anthropic"));
     assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
     let err = invoke(&chain).await.expect_err("the second call traps");
     assert_eq!((err.kind, err.provider.as_str()), (ErrorKind::Module, "trap-second"), "{err}");
@@ -138,7 +138,7 @@ async fn a_store_where_a_module_trapped_is_not_reused() {
 async fn a_store_holding_a_leaked_request_handle_is_not_reused() {
     let rt = runtime();
     let layers = vec![counting_tag(&rt).await, hostile(&rt, "leak-handle").await];
-    let chain = Chain::new(rt.clone(), layers, ScriptedProvider::ok("anthropic"));
+    let chain = Stack::new(rt.clone(), layers, ScriptedProvider::ok("anthropic"));
     for _ in 0..3 {
         assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1, "each call got a fresh store");
     }
@@ -148,7 +148,7 @@ async fn a_store_holding_a_leaked_request_handle_is_not_reused() {
 async fn a_call_abandoned_mid_flight_leaves_the_chain_healthy() {
     let rt = runtime();
     let inner = Arc::new(Gated { gate: tokio::sync::Semaphore::new(0) });
-    let chain = Chain::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
+    let chain = Stack::new(rt.clone(), vec![counting_tag(&rt).await], inner.clone());
     let abandoned = tokio::time::timeout(Duration::from_millis(50), invoke(&chain)).await;
     assert!(abandoned.is_err(), "the first call stalls until the caller gives up");
     inner.gate.add_permits(1);
@@ -164,7 +164,7 @@ async fn a_rewritten_request_travels_on_as_a_new_handle() {
     let tag = rt.load_module("tag", ModuleSource::Bytes, fixtures::TAG.to_vec(), &config).await.unwrap();
     let passthrough = builtin(&rt, "passthrough", json!({})).await;
     let adapter = ScriptedProvider::ok("anthropic");
-    let chain = Chain::new(rt.clone(), vec![passthrough.clone(), tag, passthrough], adapter.clone());
+    let chain = Stack::new(rt.clone(), vec![passthrough.clone(), tag, passthrough], adapter.clone());
     // A long context (1 MiB) that the outer layers forward by handle, unread.
     let long = "x".repeat(1 << 20);
     let request =

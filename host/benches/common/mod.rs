@@ -1,4 +1,4 @@
-//! What the benchmarks share: an in-process test adapter, requests of a given size, chain
+//! What the benchmarks share: an in-process test adapter, requests of a given size, stack
 //! builders, criterion's settings, and the same-run ratio tables printed after each bench.
 //!
 //! Every bench binary includes this module (`mod common;`); not all of them use all of it.
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arcllm::runtime::{Chain, Module, ModuleSource, RandomSource, Runtime};
+use arcllm::runtime::{Module, ModuleSource, RandomSource, Runtime, Stack};
 use arcllm::types::{Error, Message, Request, Response, StopReason, Usage};
 use arcllm::Provider;
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 
 /// The in-process test adapter: answers a clone of a canned response, touching nothing of
-/// the request (so every per-byte cost measured against it is the chain's own).
+/// the request (so every per-byte cost measured against it is the stack's own).
 pub struct Canned {
     response: Response,
 }
@@ -133,17 +133,17 @@ pub async fn builtin(runtime: &Runtime, name: &str, config: serde_json::Value) -
 }
 
 /// `passthrough` stacked `n` times around `inner`.
-pub async fn passthrough_chain(runtime: &Runtime, n: usize, inner: Arc<dyn Provider>) -> Chain {
+pub async fn passthrough_chain(runtime: &Runtime, n: usize, inner: Arc<dyn Provider>) -> Stack {
     let module = builtin(runtime, "passthrough", serde_json::json!({})).await;
-    Chain::new(runtime.clone(), vec![module; n], inner).with_random(RandomSource::repeating(vec![0]))
+    Stack::new(runtime.clone(), vec![module; n], inner).with_random(RandomSource::repeating(vec![0]))
 }
 
 /// The production shape `retry(fallback(inner))`, with retry's defaults and an empty
-/// fallback chain (no failure happens, so neither acts).
-pub async fn retry_fallback_chain(runtime: &Runtime, inner: Arc<dyn Provider>) -> Chain {
+/// fallback stack (no failure happens, so neither acts).
+pub async fn retry_fallback_chain(runtime: &Runtime, inner: Arc<dyn Provider>) -> Stack {
     let retry = builtin(runtime, "retry", serde_json::json!({})).await;
-    let fallback = builtin(runtime, "fallback", serde_json::json!({ "chain": [] })).await;
-    Chain::new(runtime.clone(), vec![retry, fallback], inner).with_random(RandomSource::repeating(vec![0]))
+    let fallback = builtin(runtime, "fallback", serde_json::json!({ "stack": [] })).await;
+    Stack::new(runtime.clone(), vec![retry, fallback], inner).with_random(RandomSource::repeating(vec![0]))
 }
 
 /// A current-thread tokio runtime: the least noisy executor for sequential calls.

@@ -96,7 +96,7 @@ impl HttpClient {
             .timeout(timeout)
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout_seconds))
             .build()
-            .map_err(|e| Error::config(provider, format!("cannot build the HTTP client: {}", chain(&e))))?;
+            .map_err(|e| Error::config(provider, format!("cannot build the HTTP client: {}", causes(&e))))?;
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &settings.extra_headers {
             let invalid =
@@ -196,7 +196,7 @@ impl HttpClient {
     }
 
     fn transport_error(&self, error: &reqwest::Error, doing: &str) -> Error {
-        let detail = chain(error);
+        let detail = causes(error);
         if error.is_timeout() {
             let what = if error.is_connect() { "connecting" } else { doing };
             self.error(
@@ -264,7 +264,7 @@ fn vendor_message(body: &str) -> Option<String> {
 
 /// An error and its sources, joined: reqwest's own message alone hides the cause
 /// ("connection refused" lives three sources down).
-fn chain(error: &dyn std::error::Error) -> String {
+fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -1,4 +1,4 @@
-//! The native HTTP adapters: the innermost layer of every chain.
+//! The native HTTP adapters: the innermost layer of every stack.
 //!
 //! An adapter turns an arcllm [`Request`](crate::types::Request) into one vendor HTTP call
 //! and the vendor's answer into a [`Response`](crate::types::Response) or a typed

@@ -1,10 +1,10 @@
 //! `load_model`: what agents call. One call returns a model whose `invoke` runs the
-//! configured chain — `retry(fallback(adapter))` and any third-party modules — or the bare
+//! configured stack — `retry(fallback(adapter))` and any third-party modules — or the bare
 //! adapter when no module is enabled.
 //!
-//! A model serves from an immutable [`Snapshot`] of its chain behind an atomic pointer:
+//! A model serves from an immutable [`Snapshot`] of its stack behind an atomic pointer:
 //! [`Model::reload`] builds a whole new snapshot from the files and publishes it only when
-//! every part of it loaded, so a call never sees half a chain and a bad file never takes
+//! every part of it loaded, so a call never sees half a stack and a bad file never takes
 //! the model down. [`Model::watch`] reloads on its own when those files change.
 
 mod setting;
@@ -25,7 +25,7 @@ pub use watch::{WatchError, WatchHandle, WatchStatus, DEFAULT_DEBOUNCE};
 use crate::config::{Config, ConfigError, ModuleCode};
 use crate::providers::{ProviderCatalog, ProviderConfigError, DEFAULT_PROVIDERS_DIR};
 use crate::runtime::{
-    Chain, LazyRegistry, LoadError, Module, ModuleSource, RandomSource, Runtime, RuntimeError,
+    LazyRegistry, LoadError, Module, ModuleSource, RandomSource, Runtime, RuntimeError, Stack,
 };
 use crate::types::{Error, Message, Options, Request, Response, ToolDefinition};
 use crate::Provider;
@@ -98,7 +98,7 @@ impl ModelBuilder {
         self
     }
     /// The configuration file (default: [`Config::discover`]), read now and again by
-    /// every [`Model::reload`], so that editing it changes the running chain.
+    /// every [`Model::reload`], so that editing it changes the running stack.
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.config_file = Some(path.into());
         self.config = None;
@@ -249,10 +249,10 @@ impl ModelBuilder {
             adapter
         } else {
             let registry = Arc::new(LazyRegistry::new(catalog.factory()));
-            let chain = Chain::new(runtime, modules.clone(), adapter).with_registry(registry);
+            let stack = Stack::new(runtime, modules.clone(), adapter).with_registry(registry);
             Arc::new(match &self.random {
-                Some(random) => chain.with_random(random.clone()),
-                None => chain,
+                Some(random) => stack.with_random(random.clone()),
+                None => stack,
             })
         };
         Ok(Snapshot { version, provider, modules, stack, sources })
@@ -284,7 +284,7 @@ pub struct StackEntry {
     pub table: serde_json::Map<String, serde_json::Value>,
 }
 
-/// The files a model's chain was built from: what a reload re-reads and
+/// The files a model's stack was built from: what a reload re-reads and
 /// [`Model::watch`] watches.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sources {
@@ -296,11 +296,11 @@ pub struct Sources {
     pub modules: Vec<PathBuf>,
 }
 
-/// One published version of a model's chain: the compiled modules with their tables and
+/// One published version of a model's stack: the compiled modules with their tables and
 /// the adapter under them. Immutable: a reload publishes a new snapshot instead of changing
 /// this one, and a snapshot is freed when the model has moved on and its last call ended.
 ///
-/// A caller that wants several calls on the very same chain (one agent turn, say) can hold
+/// A caller that wants several calls on the very same stack (one agent turn, say) can hold
 /// [`Model::snapshot`] and call it directly: it is a [`Provider`].
 pub struct Snapshot {
     version: u64,
@@ -311,7 +311,7 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// 1 for the chain [`ModelBuilder::build`] made, one more for each successful reload.
+    /// 1 for the stack [`ModelBuilder::build`] made, one more for each successful reload.
     pub fn version(&self) -> u64 {
         self.version
     }
@@ -334,9 +334,9 @@ impl Snapshot {
 }
 
 impl fmt::Display for Snapshot {
-    /// `chain v3 (retry → tag → anthropic/claude-…)`: what a reload log line names.
+    /// `stack v3 (retry → tag → anthropic/claude-…)`: what a reload log line names.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "chain v{} (", self.version)?;
+        write!(f, "stack v{} (", self.version)?;
         for entry in &self.stack {
             write!(f, "{} → ", entry.name)?;
         }
@@ -370,7 +370,7 @@ impl Provider for Snapshot {
     }
 }
 
-/// A ready model: `invoke` runs its chain.
+/// A ready model: `invoke` runs its stack.
 pub struct Model {
     recipe: ModelBuilder,
     current: ArcSwap<Snapshot>,
@@ -380,7 +380,7 @@ pub struct Model {
 }
 
 impl Model {
-    /// Sends `messages` with `tools` and `options` through the chain.
+    /// Sends `messages` with `tools` and `options` through the stack.
     pub async fn invoke(
         &self,
         messages: Vec<Message>,
@@ -390,25 +390,25 @@ impl Model {
         self.invoke_request(Request { messages, tools, options }).await
     }
 
-    /// Sends a whole request through the chain.
+    /// Sends a whole request through the stack.
     pub async fn invoke_request(&self, request: Request) -> Result<Response, Error> {
         // Take the snapshot once: the call finishes on it even if it is replaced meanwhile.
         let snapshot = self.current.load_full();
         snapshot.provider.invoke(request).await
     }
 
-    /// The chain calls start on now. Holding it keeps that version alive (and callable)
+    /// The stack calls start on now. Holding it keeps that version alive (and callable)
     /// after a reload replaces it.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.load_full()
     }
 
-    /// The version of the current chain: 1 after build, one more per successful reload.
+    /// The version of the current stack: 1 after build, one more per successful reload.
     pub fn version(&self) -> u64 {
         self.current.load().version
     }
 
-    /// The files the current chain was built from (what [`Model::watch`] watches).
+    /// The files the current stack was built from (what [`Model::watch`] watches).
     pub fn sources(&self) -> Sources {
         self.current.load().sources.clone()
     }
@@ -434,11 +434,11 @@ impl Model {
     /// Unchanged module files cost a hash, not a compile (compiled components are cached
     /// by content); changed ones compile on blocking threads.
     ///
-    /// Calls already running finish on the chain they started on; calls that start after
+    /// Calls already running finish on the stack they started on; calls that start after
     /// this returns use the new one. The provider and model stay those resolved at build.
     /// On error (a file that cannot be read, is not a component, does not implement the
     /// module world, has a config table its module rejects, a TOML syntax error …) nothing
-    /// is published, the current chain keeps serving, and the error names the file.
+    /// is published, the current stack keeps serving, and the error names the file.
     pub async fn reload(&self) -> Result<(), BuildError> {
         self.publish_next().await.map(drop)
     }
@@ -464,7 +464,7 @@ impl Model {
         watch::start(self, debounce)
     }
 
-    /// The sources the watcher should follow: the current chain's, and those of the
+    /// The sources the watcher should follow: the current stack's, and those of the
     /// configuration on disk even when it does not load (yet).
     async fn watch_targets(&self) -> Vec<Sources> {
         let mut targets = vec![self.sources()];

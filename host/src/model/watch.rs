@@ -41,7 +41,7 @@ pub enum WatchError {
 pub struct WatchStatus {
     /// Reloads attempted since the watcher started.
     pub attempts: u64,
-    /// The last attempt: the version it published, or why it failed (the previous chain
+    /// The last attempt: the version it published, or why it failed (the previous stack
     /// kept serving).
     pub last: Option<Result<u64, Arc<BuildError>>>,
 }
@@ -117,7 +117,7 @@ async fn run(
                 Ok(snapshot.version())
             }
             Err(error) => {
-                tracing::warn!("reload failed: {error}; kept previous chain v{}", model.version());
+                tracing::warn!("reload failed: {error}; kept previous stack v{}", model.version());
                 Err(Arc::new(error))
             }
         };

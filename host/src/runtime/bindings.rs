@@ -28,5 +28,5 @@ pub(crate) use arc_llm;
 pub const WORLD: &str = arc_llm!("middleware");
 
 /// What a `request-handle` refers to: the request itself, kept in the call's resource
-/// table so that layers pass it on by handle instead of copying it into each other.
+/// table so that modules pass it on by handle instead of copying it into each other.
 pub struct HeldRequest(pub arc::llm::types::Request);

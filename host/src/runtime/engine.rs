@@ -96,15 +96,15 @@ impl RuntimeBuilder {
         self.pooling = enabled;
         self
     }
-    /// Module instances that may be alive at once: calls in flight times layers, plus idle
+    /// Module instances that may be alive at once: calls in flight times modules, plus idle
     /// ones (default 4096). It sizes the pooling allocator; a call that would go beyond it
     /// waits for a running call to end.
     pub fn max_instances(mut self, count: u32) -> Self {
         self.max_instances = count;
         self
     }
-    /// Module instances kept idle for reuse, across all chains (default: a quarter of
-    /// [`max_instances`](Self::max_instances)). A call takes an idle store of its chain,
+    /// Module instances kept idle for reuse, across all stacks (default: a quarter of
+    /// [`max_instances`](Self::max_instances)). A call takes an idle store of its stack,
     /// with every layer instantiated and configured, instead of instantiating and
     /// configuring them again. Idle instances hold pool slots and resident memory; the
     /// default leaves three quarters of the pool to calls in flight. 0 gives every call
@@ -225,7 +225,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) budget_ticks: u64,
     pub(crate) pooling: bool,
     pub(crate) components: ComponentCache,
-    /// How many more idle instances may be kept, across chains.
+    /// How many more idle instances may be kept, across stacks.
     pub(crate) idle: IdleBudget,
     /// One permit per instance that may be alive at once (`max_instances`).
     instance_slots: Arc<Semaphore>,

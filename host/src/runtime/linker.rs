@@ -40,7 +40,7 @@ pub(crate) fn build(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
         "log",
         |store: StoreContextMut<'_, CallState>, (level, message): (Level, String)| {
             let state = store.data();
-            let module = &state.layers[state.current].name;
+            let module = &state.modules[state.current].name;
             match level {
                 Level::Trace => tracing::trace!(target: "arcllm::module", module = %module, "{message}"),
                 Level::Debug => tracing::debug!(target: "arcllm::module", module = %module, "{message}"),

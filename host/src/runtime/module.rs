@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, Weak};
 use sha2::{Digest, Sha256};
 
 use super::bindings::MiddlewarePre;
-use super::chain::Chain;
 use super::engine::Runtime;
 use super::sandbox::CallState;
+use super::stack::Stack;
 use crate::provider::Provider;
 use crate::types::{Error, Request, Response};
 
@@ -68,7 +68,7 @@ pub(crate) struct Compiled {
 
 /// Compiled components by content hash, so that loading the same bytes again (a reload of
 /// an unchanged file, the same module under two configurations) costs a hash, not a
-/// compile. Third-party components are held weakly: one that no chain uses any more is
+/// compile. Third-party components are held weakly: one that no stack uses any more is
 /// freed. Built-in ones are few and embedded in the binary anyway, so they stay compiled.
 #[derive(Default)]
 pub(crate) struct ComponentCache {
@@ -230,7 +230,7 @@ impl Runtime {
         });
         // Instantiate and configure once now: a bad table or a module that traps on start
         // is a load error, not a surprise at the first call.
-        let probe = Chain::new(self.clone(), vec![module.clone()], Arc::new(NotCalled));
+        let probe = Stack::new(self.clone(), vec![module.clone()], Arc::new(NotCalled));
         if let Err(e) = probe.instantiate().await {
             let reason = e.message;
             return Err(if e.kind == crate::types::ErrorKind::Config {

@@ -2,9 +2,9 @@
 //! layer again.
 //!
 //! A store serves one call at a time. When its call ends cleanly (nothing trapped, no
-//! leaked request handle, the caller did not give up mid-call) it goes back to its chain's
+//! leaked request handle, the caller did not give up mid-call) it goes back to its stack's
 //! pool; a store that trapped is dropped with its call. The number of idle instances is
-//! bounded across all chains of a runtime, so a burst of a thousand calls does not leave a
+//! bounded across all stacks of a runtime, so a burst of a thousand calls does not leave a
 //! thousand warm stores behind, and idle stores never take the pooling allocator's slots
 //! that calls in flight need.
 
@@ -37,7 +37,7 @@ impl IdleBudget {
     }
 }
 
-/// One chain's idle stores.
+/// One stack's idle stores.
 pub(crate) struct StorePool {
     runtime: Arc<RuntimeInner>,
     idle: Mutex<Vec<Store<CallState>>>,

@@ -2,7 +2,7 @@
 //!
 //! A `Store<CallState>` holds one instance per layer and serves one call at a time: calls
 //! in flight never share module state, so they never block each other. Between calls a
-//! clean store is kept for reuse (`chain::StorePool`); a store where anything trapped dies
+//! clean store is kept for reuse (`pool::StorePool`); a store where anything trapped dies
 //! with its call. Modules get a WASI context that grants nothing (no files, environment,
 //! arguments, sockets; stdio discarded), a memory cap, and a CPU budget enforced by epoch
 //! interruption.
@@ -67,9 +67,9 @@ pub(crate) struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limits: StoreLimits,
-    /// The chain's layers, outermost first.
-    pub(crate) layers: Arc<[Arc<Module>]>,
-    /// This call's instances of `layers`, filled in as they are created.
+    /// The stack's modules, outermost first.
+    pub(crate) modules: Arc<[Arc<Module>]>,
+    /// This call's instances of `modules`, filled in as they are created.
     pub(crate) instances: Vec<Arc<Middleware>>,
     /// What the innermost layer's `provider` import calls.
     pub(crate) inner: Arc<dyn Provider>,
@@ -96,7 +96,7 @@ impl CallState {
     pub(crate) fn new(
         slots: OwnedSemaphorePermit,
         runtime: &RuntimeInner,
-        layers: Arc<[Arc<Module>]>,
+        modules: Arc<[Arc<Module>]>,
         inner: Arc<dyn Provider>,
         registry: Arc<dyn Registry>,
         random: &RandomSource,
@@ -114,13 +114,13 @@ impl CallState {
             .memory_size(runtime.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let n = layers.len();
+        let n = modules.len();
         CallState {
             _slots: slots,
             wasi,
             table: ResourceTable::new(),
             limits,
-            layers,
+            modules,
             instances: Vec::with_capacity(n),
             inner,
             registry,
@@ -191,7 +191,7 @@ impl CallState {
     /// that names the module that trapped, which may be further in.
     pub(crate) fn trapped(&mut self, index: usize, error: wasmtime::Error) -> Error {
         let layer = *self.trapped_layer.get_or_insert(index);
-        module_error(&self.layers[layer].name, error)
+        module_error(&self.modules[layer].name, error)
     }
 }
 

@@ -1,4 +1,4 @@
-//! `arcllm demo`: real chains against local servers that fail like real vendors.
+//! `arcllm demo`: real stacks against local servers that fail like real vendors.
 //!
 //! Nothing is mocked inside arcllm: the servers are real HTTP on loopback speaking the
 //! Anthropic Messages and OpenAI Chat Completions formats, the adapters are the real ones,

@@ -1,4 +1,4 @@
-//! `arcllm invoke`: one prompt through the configured chain.
+//! `arcllm invoke`: one prompt through the configured stack.
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! The `arcllm` command: invoke a model through its chain, show the effective config,
+//! The `arcllm` command: invoke a model through its stack, show the effective config,
 //! check a module file, or run the demo against local vendor-like servers.
 
 mod check;
@@ -19,7 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Send one prompt through the configured chain and print the answer.
+    /// Send one prompt through the configured stack and print the answer.
     Invoke(invoke::Args),
     /// Inspect the configuration.
     Config {
@@ -31,7 +31,7 @@ enum Command {
         #[command(subcommand)]
         command: ModuleCommand,
     },
-    /// Run real chains against local servers that fail like real vendors (no API key needed).
+    /// Run real stacks against local servers that fail like real vendors (no API key needed).
     Demo,
 }
 

@@ -1,4 +1,4 @@
-//! A chain: modules stacked around an inner provider, outermost first.
+//! A stack: modules around an inner provider, outermost first.
 
 use std::sync::Arc;
 
@@ -16,28 +16,28 @@ use crate::provider::Provider;
 use crate::types::{Error, Request, Response};
 
 /// Modules stacked around an inner provider: `modules[0]` wraps `modules[1]` … wraps
-/// `inner`. A chain is itself a [`Provider`]. It is immutable and cheap to clone (clones
+/// `inner`. A stack is itself a [`Provider`]. It is immutable and cheap to clone (clones
 /// share idle stores). Each call runs in a store of its own, with one instance of every
 /// layer: calls run concurrently, and a module that traps takes down only the call it
 /// trapped in. A store whose call ended cleanly is kept for a later call
 /// ([`RuntimeBuilder::max_idle_instances`](super::RuntimeBuilder::max_idle_instances)).
 #[derive(Clone)]
-pub struct Chain {
+pub struct Stack {
     runtime: Runtime,
-    layers: Arc<[Arc<Module>]>,
+    modules: Arc<[Arc<Module>]>,
     inner: Arc<dyn Provider>,
     registry: Arc<dyn Registry>,
     random: RandomSource,
     pool: Arc<StorePool>,
 }
 
-impl Chain {
+impl Stack {
     /// Stacks `modules` (outermost first) around `inner`.
     pub fn new(runtime: Runtime, modules: Vec<Arc<Module>>, inner: Arc<dyn Provider>) -> Self {
         let pool = Arc::new(StorePool::new(runtime.inner.clone()));
-        Chain {
+        Stack {
             runtime,
-            layers: modules.into(),
+            modules: modules.into(),
             inner,
             registry: Arc::new(EmptyRegistry),
             random: RandomSource::os(),
@@ -62,10 +62,10 @@ impl Chain {
 
     /// The modules, outermost first.
     pub fn modules(&self) -> &[Arc<Module>] {
-        &self.layers
+        &self.modules
     }
 
-    /// The provider at the bottom of the chain.
+    /// The provider at the bottom of the stack.
     pub fn inner(&self) -> &Arc<dyn Provider> {
         &self.inner
     }
@@ -92,19 +92,19 @@ impl Chain {
     /// has room for that many more instances: beyond it a call waits its turn (first come,
     /// first served) instead of failing on an exhausted instance pool.
     pub(crate) async fn instantiate(&self) -> Result<Store<CallState>, Error> {
-        let slots = self.runtime.inner.reserve_instances(self.layers.len()).await.map_err(|max| {
+        let slots = self.runtime.inner.reserve_instances(self.modules.len()).await.map_err(|max| {
             Error::config(
-                &self.layers[0].name,
+                &self.modules[0].name,
                 format!(
-                    "a chain of {} modules needs more instances than the runtime's max_instances ({max})",
-                    self.layers.len()
+                    "a stack of {} modules needs more instances than the runtime's max_instances ({max})",
+                    self.modules.len()
                 ),
             )
         })?;
         let state = CallState::new(
             slots,
             &self.runtime.inner,
-            self.layers.clone(),
+            self.modules.clone(),
             self.inner.clone(),
             self.registry.clone(),
             &self.random,
@@ -113,7 +113,7 @@ impl Chain {
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().on_epoch());
         store.set_epoch_deadline(1);
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.modules.iter().enumerate() {
             store.data_mut().current = i;
             let instance = layer
                 .compiled
@@ -123,7 +123,7 @@ impl Chain {
                 .map_err(|e| store.data_mut().trapped(i, e))?;
             store.data_mut().instances.push(Arc::new(instance));
         }
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.modules.iter().enumerate() {
             store.data_mut().current = i;
             let instance = store.data().instances[i].clone();
             match instance.arc_llm_module().call_configure(&mut store, &layer.config).await {
@@ -142,7 +142,7 @@ impl Chain {
 
     /// The provider name as the outermost module reports it (through every layer).
     pub async fn query_name(&self) -> Result<String, Error> {
-        if self.layers.is_empty() {
+        if self.modules.is_empty() {
             return Ok(self.inner.name().to_string());
         }
         let (mut store, outer) = self.checkout().await?;
@@ -154,7 +154,7 @@ impl Chain {
 
     /// The model name as the outermost module reports it (through every layer).
     pub async fn query_model_name(&self) -> Result<String, Error> {
-        if self.layers.is_empty() {
+        if self.modules.is_empty() {
             return Ok(self.inner.model_name().to_string());
         }
         let (mut store, outer) = self.checkout().await?;
@@ -166,9 +166,9 @@ impl Chain {
 }
 
 #[async_trait]
-impl Provider for Chain {
+impl Provider for Stack {
     async fn invoke(&self, request: Request) -> Result<Response, Error> {
-        if self.layers.is_empty() {
+        if self.modules.is_empty() {
             return self.inner.invoke(request).await;
         }
         let (mut store, outer) = self.checkout().await?;
@@ -192,7 +192,7 @@ impl Provider for Chain {
     }
 
     async fn validate_config(&self) -> Result<(), Error> {
-        if self.layers.is_empty() {
+        if self.modules.is_empty() {
             return self.inner.validate_config().await;
         }
         let (mut store, outer) = self.checkout().await?;
