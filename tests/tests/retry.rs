@@ -156,6 +156,17 @@ async fn backoff_is_capped_at_max_wait() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn backoff_keeps_its_jitter_at_the_cap() {
+    // 10 + 0.5 * 10 reaches the cap of 15: each wait is drawn from (0.75 * 15, 15] instead
+    // of being the cap itself, so clients at the cap do not retry in lockstep.
+    let inner = ScriptedProvider::failing("primary", api_error("primary", 503));
+    let config = json!({"max_retries": 3, "backoff_base_seconds": 10, "max_wait_seconds": 15});
+    let chain = retry_chain(config, inner.clone(), half_jitter()).await;
+    assert!(chain.invoke(request()).await.is_err());
+    assert_gaps(inner.gaps(), &[13.125, 13.125, 13.125]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn jitter_is_applied() {
     // A draw of exactly 0.5 adds half of each base wait.
     let inner = ScriptedProvider::failing("primary", api_error("primary", 429));
