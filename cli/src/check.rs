@@ -10,7 +10,7 @@ pub async fn run(file: &Path, config: &str) -> anyhow::Result<()> {
     let table: serde_json::Value = serde_json::from_str(config).context("--config must be a JSON object")?;
     let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "module".into());
     let runtime = Runtime::shared()?;
-    let module = runtime.load_module_file(&name, file, &table).await?;
+    let module = runtime.load_module_file(&name, file, &table).await.map_err(NotAModule)?;
     println!("{}: a valid arcllm module", file.display());
     println!("  world:   {} (exports arc:llm/provider, arc:llm/module)", arcllm::runtime::bindings::WORLD);
     println!("  sha256:  {}", module.digest().iter().map(|b| format!("{b:02x}")).collect::<String>());
@@ -20,3 +20,8 @@ pub async fn run(file: &Path, config: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The file was read and is not a usable module (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct NotAModule(pub arcllm::runtime::LoadError);

@@ -154,7 +154,9 @@ pub async fn run() -> anyhow::Result<()> {
         }
     }
     println!("{failures} of 4 calls ended in an error, as scripted (scenarios 3 and 4 are meant to fail).");
-    anyhow::ensure!(failures == 2, "the demo expected exactly 2 failing calls, saw {failures}");
+    if failures != 2 {
+        return Err(DemoFailed(format!("the demo expected exactly 2 failing calls, saw {failures}")).into());
+    }
     Ok(())
 }
 
@@ -276,3 +278,8 @@ fn all_down(_: Instant) -> Scenario {
         fallback: table(json!({"chain": ["demo_openai"]})),
     }
 }
+
+/// The demo ran and a scenario did not end as scripted (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DemoFailed(pub String);

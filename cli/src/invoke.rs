@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use arcllm::config::Config;
 use arcllm::types::{Message, Options};
 use arcllm::{load_model, Setting};
+
+use crate::output;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,7 +28,8 @@ pub struct Args {
     /// Config file.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Print the whole normalized response (usage, metadata) as JSON.
+    /// Print the whole normalized response (usage, metadata) as JSON on stdout; a failed
+    /// call prints `{"error": {...}}` instead (see the README for the shape).
     #[arg(long)]
     json: bool,
     /// Most output tokens.
@@ -56,15 +58,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let model = builder.build().await?;
     let options = Options { max_tokens: args.max_tokens, ..Options::default() };
-    let response = model
-        .invoke(vec![Message::user(args.prompt)], vec![], options)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.summary()))
-        .context(format!("calling {provider}"))?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&response)?);
-    } else {
-        println!("{}", response.content.unwrap_or_default());
+    let result = model.invoke(vec![Message::user(args.prompt)], vec![], options).await;
+    match result {
+        Ok(response) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&output::response(&response))?)
+        }
+        Ok(response) => println!("{}", response.content.unwrap_or_default()),
+        Err(error) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&output::error(&error))?);
+            }
+            return Err(CallFailed(format!("calling {provider}: {}", output::error_line(&error))).into());
+        }
     }
     Ok(())
 }
+
+/// The call reached the chain and failed (exit code 1, where a bad command line or
+/// configuration exits with 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CallFailed(pub String);

@@ -4,6 +4,7 @@
 mod check;
 mod demo;
 mod invoke;
+mod output;
 mod show;
 
 use std::path::PathBuf;
@@ -78,10 +79,32 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            eprintln!("error: {}", causes(&e));
+            // 1: the command ran and its answer is a failure (a call that failed, a module
+            // that is not valid, a demo that went wrong); 2: it could not run (bad command
+            // line — clap exits 2 itself — or configuration).
+            let ran = e.downcast_ref::<invoke::CallFailed>().is_some()
+                || e.downcast_ref::<check::NotAModule>().is_some()
+                || e.downcast_ref::<demo::DemoFailed>().is_some();
+            std::process::ExitCode::from(if ran { 1 } else { 2 })
         }
     }
+}
+
+/// An error and its causes on one line, each cause once: errors that already quote their
+/// source in their own message are not repeated.
+fn causes(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 /// Logs go to stderr; `RUST_LOG` refines them (default: module warnings and up).

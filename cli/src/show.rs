@@ -26,7 +26,6 @@ pub async fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
         let code = match &module.code {
             ModuleCode::Builtin => "built-in".to_string(),
             ModuleCode::Wasm(path) => path.display().to_string(),
-            ModuleCode::Planned => "planned, not built yet".to_string(),
         };
         let state = if module.enabled { "enabled " } else { "disabled" };
         println!("#   {state}  {name}  ({code})");
@@ -36,6 +35,9 @@ pub async fn run(explicit: Option<&Path>) -> anyhow::Result<()> {
         config.provider,
         config.model.as_deref().map(|m| format!("/{m}")).unwrap_or_default()
     );
+    for warning in &config.warnings {
+        println!("# warning: {warning}");
+    }
     let catalog = config.catalog()?;
     println!("# providers: {}", catalog.names().join(", "));
     Ok(())

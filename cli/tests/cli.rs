@@ -101,57 +101,111 @@ fn invoke_rejects_an_unknown_provider() {
     assert!(stderr(&out).contains("nosuch"), "{}", stderr(&out));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn invoke_prints_the_answer_and_the_whole_response_as_json() {
-    let reply = serde_json::json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "local-model",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi from loopback"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
-    });
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::post(move || async move { axum::Json(reply) }));
+/// A loopback vendor answering every Chat Completions request with `status` and `body`,
+/// and a config directory whose provider `local` points at it. Returns the config path.
+async fn local_vendor(
+    dir: &std::path::Path,
+    status: u16,
+    body: &'static str,
+    content_type: &'static str,
+) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || async move {
+            (axum::http::StatusCode::from_u16(status).unwrap(), [("content-type", content_type)], body)
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("providers")).unwrap();
+    std::fs::create_dir(dir.join("providers")).unwrap();
     std::fs::write(
-        dir.path().join("providers/local.toml"),
+        dir.join("providers/local.toml"),
         format!("[provider]\napi_format = \"openai-chat\"\nbase_url = \"http://{addr}\"\napi_key_required = false\ndefault_model = \"local-model\"\n"),
     )
     .unwrap();
-    let config = dir.path().join("config.toml");
+    let config = dir.join("config.toml");
     std::fs::write(&config, "[defaults]\nprovider = \"local\"\n").unwrap();
-    let config = config.to_str().unwrap().to_string();
+    config.to_str().unwrap().to_string()
+}
 
-    let run = |args: Vec<String>| {
-        tokio::task::spawn_blocking(move || arcllm(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-    };
-    let plain =
-        run(vec!["invoke".into(), "--config".into(), config.clone(), "--retry".into(), "hello".into()])
-            .await
-            .unwrap();
+/// Runs the binary off the async threads (the vendor is served on them).
+async fn run(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || arcllm(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}
+
+const ANSWER: &str = r#"{"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "local-model",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi from loopback"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invoke_prints_the_answer_and_the_whole_response_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_vendor(dir.path(), 200, ANSWER, "application/json").await;
+
+    let plain = run(&["invoke", "--config", &config, "--retry", "hello"]).await;
     assert!(plain.status.success(), "{}", stderr(&plain));
     assert_eq!(stdout(&plain).trim(), "hi from loopback");
 
-    let json = run(vec![
-        "invoke".into(),
-        "--config".into(),
-        config,
-        "--retry".into(),
-        "--json".into(),
-        "hello".into(),
-    ])
-    .await
-    .unwrap();
+    let json = run(&["invoke", "--config", &config, "--retry", "--json", "hello"]).await;
     assert!(json.status.success(), "{}", stderr(&json));
     let response: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON output");
     assert_eq!(response["content"], "hi from loopback");
     assert_eq!(response["usage"]["total_tokens"], 7);
-    assert!(response["metadata"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|kv| kv[0] == "arcllm.retry.attempts" && kv[1] == "1"));
+    // The contract's names, snake_case, and metadata as an object.
+    assert_eq!(response["stop_reason"], "end_turn");
+    assert_eq!(response["metadata"]["arcllm.retry.attempts"], "1");
+    assert_eq!(response["tool_calls"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_call_prints_the_vendors_words_on_one_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = "<html><body><h1>502 Bad Gateway</h1>\nupstream nginx exploded</body></html>";
+    let config = local_vendor(dir.path(), 502, page, "text/html").await;
+    let out = run(&["invoke", "--config", &config, "hello"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line =
+        err.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("HTTP 502") && line.contains("upstream nginx exploded"), "{line}");
+    // The body's newline is escaped: one error line, not two.
+    assert_eq!(err.lines().filter(|l| l.contains("nginx")).count(), 1, "{err}");
+
+    let json = run(&["invoke", "--config", &config, "--json", "hello"]).await;
+    assert_eq!(json.status.code(), Some(1));
+    let error: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON error");
+    assert_eq!(error["error"]["kind"], "api");
+    assert_eq!(error["error"]["status"], 502);
+    assert!(error["error"]["body"].as_str().unwrap().contains("upstream nginx exploded"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_200_carrying_an_error_prints_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = local_vendor(
+        dir.path(),
+        200,
+        r#"{"error": {"message": "model overloaded, try later"}}"#,
+        "application/json",
+    )
+    .await;
+    let out = run(&["invoke", "--config", &config, "hello"]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("model overloaded, try later"), "{}", stderr(&out));
+}
+
+#[test]
+fn configuration_errors_exit_2_and_are_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "[modules.retry]\nenabled = true\nmax_retries = -1\n").unwrap();
+    let out = arcllm(&["invoke", "--config", file.to_str().unwrap(), "--provider", "ollama", "hi"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("max_retries must be an integer >= 0"), "{err}");
+    assert_eq!(err.matches("max_retries must be an integer").count(), 1, "printed twice: {err}");
 }

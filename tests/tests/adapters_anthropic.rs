@@ -301,3 +301,14 @@ async fn names_model_choice_and_keyless_local_servers() {
     assert_eq!(sent.json["model"], json!("claude-other"));
     assert_eq!(sent.header("x-api-key"), None);
 }
+
+#[tokio::test]
+async fn thinking_tokens_are_read_as_reasoning_tokens() {
+    let mut body = answer(json!("end_turn"));
+    body["usage"] =
+        json!({"input_tokens": 3, "output_tokens": 50, "output_tokens_details": {"thinking_tokens": 42}});
+    let server = MockServer::start(Canned::json(body)).await;
+    let response = provider_at(FORMAT, &server.url, "").invoke(full_request()).await.expect("invoke");
+    assert_eq!(response.usage.reasoning_tokens, Some(42));
+    assert_eq!(response.usage.output_tokens, 50);
+}

@@ -364,3 +364,19 @@ async fn extra_headers_are_sent_with_every_request() {
         assert_eq!(sent.header("x-proxy-route"), Some("eu"));
     }
 }
+
+#[tokio::test]
+async fn a_custom_tool_call_is_a_clear_parse_error() {
+    // The official spec's `custom` tool call has no `function`: the whole answer used to
+    // fail with serde's "missing field `function`".
+    let message = json!({
+        "role": "assistant", "content": "Running it.",
+        "tool_calls": [{"id": "call_c", "type": "custom", "custom": {"name": "shell", "input": "ls -la"}}]
+    });
+    let server = MockServer::start(Canned::json(answer(message, json!("tool_calls")))).await;
+    let error = provider_at(FORMAT, &server.url, "").invoke(hi()).await.expect_err("custom tool call");
+    assert_eq!(error.kind, ErrorKind::Parse);
+    assert!(error.message.contains("custom tool calls are not supported"), "{}", error.message);
+    assert!(error.message.contains("call_c"), "{}", error.message);
+    assert!(error.body.as_deref().is_some_and(|b| b.contains("ls -la")), "{error:?}");
+}

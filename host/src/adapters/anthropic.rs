@@ -187,7 +187,7 @@ impl WireFormat for AnthropicAdapter {
                 total_tokens: total,
                 cache_read_tokens: usage.cache_read_input_tokens,
                 cache_write_tokens: usage.cache_creation_input_tokens,
-                reasoning_tokens: None,
+                reasoning_tokens: usage.output_tokens_details.as_ref().and_then(|d| d.thinking_tokens),
             },
             model: parsed.model,
             stop_reason,
@@ -234,4 +234,13 @@ struct MessagesUsage {
     cache_read_input_tokens: Option<u64>,
     #[serde(default)]
     cache_creation_input_tokens: Option<u64>,
+    /// The part of `output_tokens` spent thinking, where the API reports it.
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+}
+
+#[derive(Deserialize)]
+struct OutputDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
 }

@@ -189,18 +189,34 @@ impl WireFormat for OpenAiAdapter {
         let message = choice.message;
         let mut tool_calls = Vec::new();
         for call in message.tool_calls.unwrap_or_default() {
-            if call.kind.as_deref().is_some_and(|kind| kind != "function") {
-                return Err(e
-                    .http
-                    .parse_error(format!("tool call `{}` is not a function call", call.id), body));
-            }
-            let arguments = match call.function.arguments {
+            // Custom tools (free-form text input, not a JSON object) exist only when a caller
+            // asked for them through `options.extra`; the contract's tool calls carry JSON
+            // arguments, so say so plainly instead of inventing an object.
+            let function = match (call.kind.as_deref(), call.function) {
+                (Some("custom"), _) => {
+                    return Err(e.http.parse_error(
+                        format!("tool call `{}` is a custom tool call; custom tool calls are not supported (only function tools are)", call.id),
+                        body,
+                    ))
+                }
+                (None | Some("function"), Some(function)) => function,
+                (None | Some("function"), None) => {
+                    return Err(e.http.parse_error(format!("tool call `{}` has no `function`", call.id), body))
+                }
+                (Some(kind), _) => {
+                    return Err(e.http.parse_error(
+                        format!("tool call `{}` is of type `{kind}`, not a function call", call.id),
+                        body,
+                    ))
+                }
+            };
+            let arguments = match function.arguments {
                 Value::String(text) => text,
                 Value::Null => "{}".to_string(),
                 // A few compatible servers send the object itself.
                 other => other.to_string(),
             };
-            tool_calls.push(ToolCall { id: call.id, name: call.function.name, arguments });
+            tool_calls.push(ToolCall { id: call.id, name: function.name, arguments });
         }
         let mut metadata = e.header_metadata(headers);
         let refused = message.refusal.as_deref().is_some_and(|r| !r.is_empty());
@@ -278,7 +294,9 @@ struct ChatToolCall {
     id: String,
     #[serde(rename = "type", default)]
     kind: Option<String>,
-    function: ChatFunction,
+    /// Absent on `custom` tool calls.
+    #[serde(default)]
+    function: Option<ChatFunction>,
 }
 
 #[derive(Deserialize)]
