@@ -273,12 +273,157 @@ fn unknown_and_invalid_keys_are_named() {
 }
 
 #[tokio::test]
-async fn planned_modules_are_accepted_and_ignored() {
+async fn enabling_a_module_that_does_not_exist_is_an_error_naming_it_and_what_exists() {
+    let ws = Workspace::new(&[]);
+    for name in ["rate_limit", "telemetry", "audit", "security", "otel", "budget"] {
+        let err = ws.config_error(&format!("[modules.{name}]\nenabled = true\n")).to_string();
+        assert!(
+            err.contains(&format!("modules.{name}"))
+                && err.contains("no module")
+                && err.contains("retry, fallback"),
+            "{name}: {err}"
+        );
+        assert!(err.contains("config.toml"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_table_of_a_module_that_does_not_exist_is_a_visible_warning() {
     let server = ok_server().await;
     let ws = Workspace::new(&[("primary", &server.url)]);
-    let config = ws.config("[modules.telemetry]\nenabled = true\nlog_level = \"INFO\"\n[modules.rate_limit]\nrequests_per_minute = 60\n");
+    let config = ws.config("[modules.telemetry]\nenabled = false\nlog_level = \"INFO\"\n[modules.rate_limit]\nrequests_per_minute = 60\n");
+    assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+    assert!(config
+        .warnings
+        .iter()
+        .any(|w| w.contains("[modules.rate_limit] is ignored") && w.contains("config.toml")));
+    let (logs, _guard) = logs::capture();
     let model = load_model("primary").config(config).build().await.unwrap();
     assert!(model.is_bare());
+    let text = logs.text();
+    assert!(text.contains("WARN") && text.contains("[modules.telemetry] is ignored"), "{text}");
+}
+
+/// A config.toml as the ArcLLM Python library ships it.
+const ARCLLM_CONFIG: &str = r#"
+[defaults]
+provider = "primary"
+temperature = 0.7
+max_tokens = 4096
+
+[modules.routing]
+enabled = false
+
+[modules.telemetry]
+enabled = false
+log_level = "INFO"
+
+[modules.audit]
+enabled = false
+
+[modules.budget]
+enabled = false
+monthly_limit_usd = 500.00
+
+[modules.retry]
+enabled = false
+max_retries = 3
+backoff_base_seconds = 1.0
+
+[modules.fallback]
+enabled = false
+chain = ["anthropic", "openai"]
+
+[modules.rate_limit]
+enabled = false
+requests_per_minute = 60
+
+[vault]
+backend = ""
+cache_ttl_seconds = 300
+"#;
+
+#[tokio::test]
+async fn an_arcllm_config_file_loads_and_its_defaults_become_request_options() {
+    let server = ok_server().await;
+    let ws = Workspace::new(&[("primary", &server.url)]);
+    let config = ws.config(ARCLLM_CONFIG);
+    assert_eq!((config.temperature, config.max_tokens), (Some(0.7), Some(4096)));
+    // routing, telemetry, audit, budget, rate_limit and the vault: each said, none silent.
+    assert_eq!(config.warnings.len(), 6, "{:#?}", config.warnings);
+    let model = load_model("primary").config(config.clone()).build().await.unwrap();
+    model.invoke(messages(), vec![], Options::default()).await.unwrap();
+    let sent = &server.requests()[0].json;
+    assert_eq!((sent["temperature"].as_f64(), sent["max_tokens"].as_u64()), (Some(0.7), Some(4096)));
+    // A call's own options win.
+    let options = Options { temperature: Some(0.1), max_tokens: Some(10), ..Options::default() };
+    model.invoke(messages(), vec![], options).await.unwrap();
+    let sent = &server.requests()[1].json;
+    assert_eq!((sent["temperature"].as_f64(), sent["max_tokens"].as_u64()), (Some(0.1), Some(10)));
+    // A vault that would do something is refused, not ignored.
+    let err =
+        ws.config_error(&ARCLLM_CONFIG.replace("backend = \"\"", "backend = \"hashicorp\"")).to_string();
+    assert!(err.contains("vault.backend") && err.contains("not supported"), "{err}");
+    for (text, key) in
+        [("temperature = 3.5", "defaults.temperature"), ("max_tokens = 0", "defaults.max_tokens")]
+    {
+        let err = ws.config_error(&format!("[defaults]\n{text}\n")).to_string();
+        assert!(err.contains(key), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn numbers_that_are_not_finite_are_rejected_with_file_key_and_value() {
+    let ws = Workspace::new(&[]);
+    for value in ["-inf", "inf", "nan", "+inf"] {
+        let err = ws.config_error(&format!("[modules.retry]\nmax_wait_seconds = {value}\n")).to_string();
+        assert!(
+            err.contains("config.toml")
+                && err.contains("modules.retry.max_wait_seconds")
+                && err.contains("not a finite number"),
+            "{value}: {err}"
+        );
+        assert!(err.contains(value.trim_start_matches('+')), "{value}: {err}");
+    }
+    let err = ws.config_error("[modules.tag]\nwasm = \"t.wasm\"\nweights = [1.0, nan]\n").to_string();
+    assert!(err.contains("modules.tag.weights[1]"), "{err}");
+}
+
+#[tokio::test]
+async fn per_call_tables_honour_enabled_and_null_means_config_tomls_value() {
+    let server = MockServer::start(Canned::status(503, r#"{"error":{"message":"down"}}"#)).await;
+    let ws = Workspace::new(&[("primary", &server.url)]);
+    let config =
+        ws.config("[modules.retry]\nenabled = true\nmax_retries = 1\nbackoff_base_seconds = 0.001\n");
+    // {"enabled": false} switches it off, as Off does.
+    let model = load_model("primary")
+        .config(config.clone())
+        .retry(table(json!({"enabled": false})))
+        .build()
+        .await
+        .unwrap();
+    assert!(model.is_bare());
+    // null is "unset here": config.toml's max_retries = 1 stays (2 attempts), where the
+    // module's own default (3) would make 4.
+    let model = load_model("primary")
+        .config(config.clone())
+        .retry(table(json!({"enabled": true, "max_retries": null})))
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(model.stack_names(), ["retry"]);
+    assert!(model.invoke(messages(), vec![], Options::default()).await.is_err());
+    assert_eq!(server.requests().len(), 2);
+    // A bad per-call value names the call, not config.toml.
+    let err = load_model("primary")
+        .config(config)
+        .retry(table(json!({"enabled": "yes"})))
+        .build()
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("per-call setting of module `retry`") && !err.contains("config.toml"), "{err}");
 }
 
 #[tokio::test]
@@ -389,4 +534,30 @@ async fn a_module_file_that_fails_to_load_names_the_file_and_reason() {
         }
         other => panic!("expected the module's config error, got {other}"),
     }
+}
+
+#[tokio::test]
+async fn fallback_targets_are_bare_adapters_made_by_name_from_the_catalog_when_first_needed() {
+    let primary = MockServer::start(Canned::status(503, r#"{"error":{"message":"primary down"}}"#)).await;
+    let backup = MockServer::start(Canned::status(503, r#"{"error":{"message":"backup down"}}"#)).await;
+    let ws = Workspace::new(&[("primary", &primary.url), ("backup", &backup.url)]);
+    // `keyed` needs an API key nobody set: creating it fails, but only when it is reached.
+    ws.write(
+        "providers/keyed.toml",
+        "[provider]\napi_format = \"openai-chat\"\nbase_url = \"http://127.0.0.1:9\"\napi_key_env = \"ARCLLM_TEST_UNSET_KEY\"\ndefault_model = \"k\"\n",
+    );
+    let config = ws.config(
+        "[modules.retry]\nenabled = true\nmax_retries = 1\nbackoff_base_seconds = 0.001\n\
+         [modules.fallback]\nenabled = true\nchain = [\"backup\", \"keyed\"]\n",
+    );
+    let model = load_model("primary").config(config).build().await.expect("targets are not created at build");
+    let err = model.invoke(messages(), vec![], Options::default()).await.expect_err("all down");
+    // When every target fails, the primary's error comes back, not the backup's or keyed's.
+    assert_eq!((err.provider.as_str(), err.status), ("primary", Some(503)));
+    // retry(fallback(primary)) made 2 attempts, each primary then backup once: the backup
+    // is a bare adapter, with no retry of its own (that would make 4 backup requests).
+    assert_eq!((primary.requests().len(), backup.requests().len()), (2, 2));
+    // It is the real adapter the catalog makes from providers/backup.toml, by name.
+    assert_eq!(backup.requests()[0].path, "/v1/chat/completions");
+    assert_eq!(backup.requests()[0].json["model"], "backup-model");
 }

@@ -14,6 +14,10 @@ pub enum ConfigError {
     UnknownKey { file: PathBuf, table: String, key: String, expected: String },
     #[error("{}: `{key}`: {message}", file.display())]
     Invalid { file: PathBuf, key: String, message: String },
+    /// A per-call module setting (`load_model(...).retry(table)`) is invalid: it names the
+    /// call, not config.toml, which is not at fault.
+    #[error("per-call setting of module `{module}`: `{key}`: {message}")]
+    Call { module: String, key: String, message: String },
     #[error("{}: [modules.{module}]: {source}", file.display())]
     Module {
         file: PathBuf,

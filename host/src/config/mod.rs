@@ -20,8 +20,10 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 /// The modules built into arcllm (see [`crate::builtin`]).
 pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "passthrough"];
 
-/// Modules planned but not built yet: their tables are accepted and ignored.
-pub const PLANNED_MODULES: &[&str] = &["rate_limit", "telemetry", "audit", "security", "otel"];
+/// Sections of the ArcLLM Python library's config.toml that arcllm does not implement.
+/// A file written for ArcLLM loads: each such section is accepted with a warning while it
+/// is switched off, and is an error when it would switch something on.
+const ARCLLM_SECTIONS: &[&str] = &["vault"];
 
 /// Keys a module table may have that are arcllm's, not the module's.
 const HOST_KEYS: &[&str] = &["enabled", "wasm"];
@@ -33,8 +35,6 @@ pub enum ModuleCode {
     Builtin,
     /// A `.wasm` file (resolved against the config file's directory).
     Wasm(PathBuf),
-    /// One of [`PLANNED_MODULES`]: nothing to run.
-    Planned,
 }
 
 /// One `[modules.<name>]` table.
@@ -55,11 +55,20 @@ pub struct Config {
     pub provider: String,
     /// The model used when none is named (else the provider's default).
     pub model: Option<String>,
+    /// `defaults.temperature`: the sampling temperature of calls that set none.
+    pub temperature: Option<f64>,
+    /// `defaults.max_tokens`: the output-token limit of calls that set none.
+    pub max_tokens: Option<u32>,
     /// `providers_dir`, relative to the config file.
     pub providers_dir: Option<String>,
     /// The stack, outermost first.
     pub order: Vec<String>,
     pub modules: BTreeMap<String, ModuleConfig>,
+    /// What the file has that arcllm accepts but does not act on (a disabled table for a
+    /// module that does not exist, an ArcLLM section it does not implement), one sentence
+    /// each naming the file and key. Logged at `warn` whenever a model is built from this
+    /// configuration, and printed by `arcllm config show`.
+    pub warnings: Vec<String>,
     /// The user's own table, to tell where each effective value came from.
     user: toml::Table,
     effective: toml::Table,
@@ -161,10 +170,17 @@ impl Config {
         let base = file.as_deref().and_then(Path::parent).unwrap_or(Path::new("")).to_path_buf();
         let reader = Reader { file: &label };
 
-        reader.only_keys(&effective, "", &["providers_dir", "defaults", "stack", "modules"])?;
+        let mut warnings = Vec::new();
+        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules"];
+        top_level.extend(ARCLLM_SECTIONS);
+        reader.only_keys(&effective, "", &top_level)?;
+        reader.no_non_finite(&effective, "")?;
         let providers_dir = reader.string(&effective, "providers_dir")?;
+        if let Some(vault) = effective.get("vault") {
+            warnings.push(reader.vault(vault)?);
+        }
         let defaults = reader.table(&effective, "defaults")?;
-        reader.only_keys(&defaults, "defaults", &["provider", "model"])?;
+        reader.only_keys(&defaults, "defaults", &["provider", "model", "temperature", "max_tokens"])?;
         let provider = reader.string(&defaults, "provider")?.unwrap_or_default();
         if !valid_provider_name(&provider) {
             return Err(
@@ -172,6 +188,28 @@ impl Config {
             );
         }
         let model = reader.string(&defaults, "model")?;
+        let temperature = match defaults.get("temperature") {
+            None => None,
+            Some(value) => match value.as_float().or_else(|| value.as_integer().map(|i| i as f64)) {
+                Some(t) if (0.0..=2.0).contains(&t) => Some(t),
+                _ => {
+                    return Err(reader.invalid(
+                        "defaults.temperature",
+                        format!("must be a number from 0 to 2, got {value}"),
+                    ))
+                }
+            },
+        };
+        let max_tokens = match defaults.get("max_tokens") {
+            None => None,
+            Some(value) => match value.as_integer().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0) {
+                Some(n) => Some(n),
+                None => {
+                    return Err(reader
+                        .invalid("defaults.max_tokens", format!("must be a positive integer, got {value}")))
+                }
+            },
+        };
 
         let mut modules = BTreeMap::new();
         for (name, value) in reader.table(&effective, "modules")? {
@@ -179,7 +217,16 @@ impl Config {
             let toml::Value::Table(table) = value else {
                 return Err(reader.invalid(&key, "must be a table".into()));
             };
-            modules.insert(name.clone(), reader.module(&name, table, &base)?);
+            match reader.module(&name, table, &base)? {
+                Some(module) => {
+                    modules.insert(name.clone(), module);
+                }
+                None => warnings.push(format!(
+                    "{}: [modules.{name}] is ignored: no module `{name}` exists (built in: {}; a third-party module needs `wasm = \"path/to/{name}.wasm\"`)",
+                    label.display(),
+                    BUILTIN_MODULES.join(", ")
+                )),
+            }
         }
 
         let stack = reader.table(&effective, "stack")?;
@@ -203,7 +250,19 @@ impl Config {
                 return Err(reader.invalid("stack.order", format!("`{name}` appears twice")));
             }
         }
-        Ok(Config { file, provider, model, providers_dir, order, modules, user, effective })
+        Ok(Config {
+            file,
+            provider,
+            model,
+            temperature,
+            max_tokens,
+            providers_dir,
+            order,
+            modules,
+            warnings,
+            user,
+            effective,
+        })
     }
 }
 
@@ -245,7 +304,15 @@ impl Reader<'_> {
         }
     }
 
-    fn module(&self, name: &str, table: toml::Table, base: &Path) -> Result<ModuleConfig, ConfigError> {
+    /// One `[modules.<name>]` table; `None` for a disabled table of a module that does not
+    /// exist (the caller warns). Enabling a module that does not exist is an error: a user
+    /// who switched on `rate_limit` must not believe they are rate limited.
+    fn module(
+        &self,
+        name: &str,
+        table: toml::Table,
+        base: &Path,
+    ) -> Result<Option<ModuleConfig>, ConfigError> {
         let key = |k: &str| format!("modules.{name}.{k}");
         let enabled = match table.get("enabled") {
             None => false,
@@ -262,16 +329,14 @@ impl Reader<'_> {
         let code = match wasm {
             Some(path) => ModuleCode::Wasm(path),
             None if BUILTIN_MODULES.contains(&name) => ModuleCode::Builtin,
-            None if PLANNED_MODULES.contains(&name) => {
-                tracing::debug!("[modules.{name}] is a planned module, not built yet: its table is ignored");
-                ModuleCode::Planned
-            }
+            None if !enabled => return Ok(None),
             None => {
                 return Err(self.invalid(
                     &format!("modules.{name}"),
                     format!(
-                    "unknown module `{name}`: a third-party module needs `wasm = \"path/to/{name}.wasm\"`"
-                ),
+                        "no module `{name}` exists, so it cannot be enabled (built in: {}; a third-party module needs `wasm = \"path/to/{name}.wasm\"`)",
+                        BUILTIN_MODULES.join(", ")
+                    ),
                 ))
             }
         };
@@ -280,7 +345,44 @@ impl Reader<'_> {
             .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k, toml_to_json(v)))
             .collect();
-        Ok(ModuleConfig { enabled, code, table: module_table })
+        Ok(Some(ModuleConfig { enabled, code, table: module_table }))
+    }
+
+    /// `[vault]`, from ArcLLM's files: keys come from `api_key_env` here, so an empty
+    /// `backend` (ArcLLM's default) is accepted with a warning and any other is an error.
+    fn vault(&self, vault: &toml::Value) -> Result<String, ConfigError> {
+        let backend = vault.get("backend").map(|b| b.as_str().map(str::trim));
+        match backend {
+            None | Some(Some("")) => Ok(format!(
+                "{}: [vault] is ignored: arcllm reads API keys from the environment variable each provider file names (api_key_env)",
+                self.file.display()
+            )),
+            Some(_) => Err(self.invalid(
+                "vault.backend",
+                "secret vaults are not supported: arcllm reads API keys from the environment variable each provider file names (api_key_env)".into(),
+            )),
+        }
+    }
+
+    /// Rejects `inf`, `-inf` and `nan` anywhere under `table`: no key of arcllm's or of a
+    /// module's means anything by them, and JSON (what modules read) cannot carry them.
+    fn no_non_finite(&self, table: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
+        fn check(reader: &Reader<'_>, key: &str, value: &toml::Value) -> Result<(), ConfigError> {
+            match value {
+                toml::Value::Float(f) if !f.is_finite() => Err(reader
+                    .invalid(key, format!("{value} is not a finite number (inf and nan are not accepted)"))),
+                toml::Value::Table(t) => reader.no_non_finite(t, key),
+                toml::Value::Array(items) => {
+                    items.iter().enumerate().try_for_each(|(i, v)| check(reader, &format!("{key}[{i}]"), v))
+                }
+                _ => Ok(()),
+            }
+        }
+        for (key, value) in table {
+            let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            check(self, &key, value)?;
+        }
+        Ok(())
     }
 }
 

@@ -214,6 +214,9 @@ impl ModelBuilder {
         let adapter = catalog.create(&provider_name, model_name.as_deref()).map_err(BuildError::Provider)?;
         let planned = plan(&config, &self.settings)?;
         let sources = self.sources(&config, &planned, providers_dir);
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
 
         let runtime = match &self.runtime {
             Some(runtime) => runtime.clone(),
@@ -255,7 +258,8 @@ impl ModelBuilder {
                 None => stack,
             })
         };
-        Ok(Snapshot { version, provider, modules, stack, sources })
+        let defaults = RequestDefaults { temperature: config.temperature, max_tokens: config.max_tokens };
+        Ok(Snapshot { version, provider, modules, stack, sources, defaults })
     }
 }
 
@@ -268,7 +272,7 @@ async fn load(
     let config = serde_json::Value::Object(table.clone());
     match code {
         ModuleCode::Wasm(path) => runtime.load_module_file(name, path, &config).await,
-        ModuleCode::Builtin | ModuleCode::Planned => {
+        ModuleCode::Builtin => {
             let bytes = crate::builtin::get(name).unwrap_or_default();
             runtime.load_module(name, ModuleSource::Builtin, bytes.to_vec(), &config).await
         }
@@ -308,6 +312,22 @@ pub struct Snapshot {
     modules: Vec<Arc<Module>>,
     stack: Vec<StackEntry>,
     sources: Sources,
+    defaults: RequestDefaults,
+}
+
+/// config.toml's `[defaults] temperature` and `max_tokens`: the options of calls that set
+/// none. A call's own options win.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct RequestDefaults {
+    temperature: Option<f64>,
+    max_tokens: Option<u32>,
+}
+
+impl RequestDefaults {
+    fn apply(&self, options: &mut Options) {
+        options.temperature = options.temperature.or(self.temperature);
+        options.max_tokens = options.max_tokens.or(self.max_tokens);
+    }
 }
 
 impl Snapshot {
@@ -356,7 +376,8 @@ impl fmt::Debug for Snapshot {
 
 #[async_trait]
 impl Provider for Snapshot {
-    async fn invoke(&self, request: Request) -> Result<Response, Error> {
+    async fn invoke(&self, mut request: Request) -> Result<Response, Error> {
+        self.defaults.apply(&mut request.options);
         self.provider.invoke(request).await
     }
     fn name(&self) -> &str {
@@ -394,7 +415,7 @@ impl Model {
     pub async fn invoke_request(&self, request: Request) -> Result<Response, Error> {
         // Take the snapshot once: the call finishes on it even if it is replaced meanwhile.
         let snapshot = self.current.load_full();
-        snapshot.provider.invoke(request).await
+        snapshot.invoke(request).await
     }
 
     /// The stack calls start on now. Holding it keeps that version alive (and callable)

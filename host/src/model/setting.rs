@@ -18,7 +18,9 @@ pub enum Setting {
     Off,
     /// Enabled with config.toml's table.
     On,
-    /// Enabled with config.toml's table overlaid by these keys (the call's keys win).
+    /// Enabled with config.toml's table overlaid by these keys (the call's keys win). A key
+    /// set to `null` is unset in this table: config.toml's value stays (not the module's
+    /// built-in default). `enabled` is honoured: `{"enabled": false}` is [`Setting::Off`].
     Table(Map<String, Value>),
 }
 
@@ -68,16 +70,17 @@ pub fn plan(
     let mut enabled = Vec::new();
     for (name, module) in &config.modules {
         let setting = settings.get(name).unwrap_or(&Setting::Unset);
-        let on = match setting {
-            Setting::Off => false,
-            Setting::Table(_) | Setting::On => true,
-            Setting::Unset => module.enabled,
+        let overrides = match setting {
+            Setting::Table(table) => Some(call_table(name, table)?),
+            _ => None,
+        };
+        let on = match (setting, &overrides) {
+            (Setting::Off, _) => false,
+            (_, Some(CallTable { enabled: Some(enabled), .. })) => *enabled,
+            (Setting::Table(_) | Setting::On, _) => true,
+            (Setting::Unset, _) => module.enabled,
         };
         if !on {
-            continue;
-        }
-        if module.code == ModuleCode::Planned {
-            tracing::debug!("module `{name}` is enabled but not built yet; ignoring it");
             continue;
         }
         if !config.order.contains(name) {
@@ -87,13 +90,43 @@ pub fn plan(
             ));
         }
         let mut table = module.table.clone();
-        if let Setting::Table(overrides) = setting {
-            table.extend(overrides.clone());
+        if let Some(overrides) = overrides {
+            table.extend(overrides.keys);
         }
         enabled.push(PlannedModule { name: name.clone(), code: module.code.clone(), table });
     }
     enabled.sort_by_key(|m| config.order.iter().position(|n| *n == m.name));
     Ok(enabled)
+}
+
+/// A per-call table, read: `enabled` is honoured (a table with `enabled = false` switches
+/// the module off like `Off`), `null` values are dropped so that config.toml's value stays,
+/// and `wasm` cannot be set per call.
+struct CallTable {
+    enabled: Option<bool>,
+    keys: Map<String, Value>,
+}
+
+fn call_table(module: &str, table: &Map<String, Value>) -> Result<CallTable, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Call {
+        module: module.to_string(),
+        key: key.to_string(),
+        message,
+    };
+    let enabled = match table.get("enabled") {
+        None | Some(Value::Null) => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => return Err(invalid("enabled", format!("must be true or false, got {other}"))),
+    };
+    if table.contains_key("wasm") {
+        return Err(invalid("wasm", "a module's file is set in config.toml, not per call".into()));
+    }
+    let keys = table
+        .iter()
+        .filter(|(key, value)| key.as_str() != "enabled" && !value.is_null())
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    Ok(CallTable { enabled, keys })
 }
 
 fn known(config: &Config) -> String {
