@@ -1,45 +1,189 @@
-//! A hostile module: misbehaves in `invoke` as its `mode` says.
-//! - `spin`: loops forever (the CPU budget must stop it);
+//! A hostile module: misbehaves as its `mode` says. Modes and what must stop them:
+//! - `spin`: loops forever (the CPU budget);
 //! - `trap`: executes `unreachable`;
-//! - `membomb`: grows its memory until it is stopped (the memory cap must stop it);
+//! - `membomb`: grows its memory until it is stopped (the memory cap);
 //! - `trap-second`: serves its first call, traps on the second (a reused instance that
 //!   trapped must not be used again);
 //! - `leak-handle`: makes a request handle and never drops it (a store holding it must
-//!   not be reused).
+//!   not be reused);
+//! - `sleep`: sleeps for an hour in `invoke`; `sleep-configure`: in `configure` (the
+//!   wall-clock deadlines);
+//! - `slow-inner`: calls the inner provider `count` times, each wait charged to nobody
+//!   (the CPU budget must not count waiting);
+//! - `big-log`: logs one message of `size` bytes; `log-flood`: logs `count` lines;
+//!   `forge-log`: logs a line with a newline and a fake host log line after it;
+//! - `big-handle`: makes request handles of `size` bytes each, `count` times, keeping them;
+//! - `registry-names`: asks the registry for `count` targets with `size`-byte model names;
+//! - `grow`: grows its memory by `size` bytes, keeps it, and answers normally;
+//! - `big-response`: answers with `size` bytes of content and `count` metadata entries;
+//! - `reach`: sends the request to the registry target `target` (which its table names
+//!   nowhere else) and returns that answer;
+//! - `call-storm`: calls the inner provider `count` times per call;
+//! - `remember`: returns the previous call's first user message in metadata
+//!   (`hostile.previous`): state carried from one call into another;
+//! - `forge-module-error`: fails with an error of kind `module` naming `target`;
+//! - `echo-content`: returns the inner answer's content in metadata (`hostile.seen`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use arcllm_module_sdk::config::Config;
-use arcllm_module_sdk::{export, inner, Error, Guest, ModuleGuest, RequestHandle, Response};
+use arcllm_module_sdk::time::sleep;
+use arcllm_module_sdk::{
+    export, inner, log, registry, Content, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
+    Role,
+};
 
-static MODE: OnceLock<String> = OnceLock::new();
+struct Settings {
+    mode: String,
+    size: usize,
+    count: u64,
+    target: String,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
 static CALLS: AtomicU64 = AtomicU64::new(0);
+static PREVIOUS: Mutex<Option<String>> = Mutex::new(None);
+static KEPT: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+fn first_user_text(request: &RequestHandle) -> String {
+    let request = request.get();
+    request
+        .messages
+        .iter()
+        .find(|m| m.role == Role::User)
+        .map(|m| match &m.content {
+            Content::Text(text) => text.clone(),
+            Content::Blocks(_) => String::new(),
+        })
+        .unwrap_or_default()
+}
 
 struct Hostile;
 
 impl Guest for Hostile {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let call = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-        match MODE.get().map(String::as_str) {
-            Some("spin") => {
+        let s = SETTINGS.get().expect("configured");
+        match s.mode.as_str() {
+            "spin" => {
                 let mut n: u64 = 0;
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
             }
-            Some("trap") => core::arch::wasm32::unreachable(),
-            Some("membomb") => {
+            "trap" => core::arch::wasm32::unreachable(),
+            "membomb" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
             }
-            Some("trap-second") if call == 2 => core::arch::wasm32::unreachable(),
-            Some("leak-handle") => {
+            "trap-second" if call == 2 => core::arch::wasm32::unreachable(),
+            "leak-handle" => {
                 std::mem::forget(RequestHandle::new(&request.get()));
                 inner::invoke(request)
+            }
+            "sleep" => {
+                sleep(Duration::from_secs(3600));
+                inner::invoke(request)
+            }
+            "slow-inner" => {
+                let mut last = inner::invoke(request);
+                for _ in 1..s.count {
+                    last = inner::invoke(request);
+                }
+                last
+            }
+            "big-log" => {
+                log(Level::Debug, &"x".repeat(s.size));
+                inner::invoke(request)
+            }
+            "log-flood" => {
+                for i in 0..s.count {
+                    log(Level::Warn, &format!("flood line {i}"));
+                }
+                inner::invoke(request)
+            }
+            "forge-log" => {
+                log(Level::Warn, "innocent\n2026-01-01T00:00:00Z ERROR arcllm: forged host line\x1b[31m");
+                inner::invoke(request)
+            }
+            "big-handle" => {
+                let mut copy = request.get();
+                copy.messages.push(arcllm_module_sdk::Message {
+                    role: Role::User,
+                    content: Content::Text("y".repeat(s.size)),
+                });
+                let mut handles = Vec::new();
+                for _ in 0..s.count {
+                    handles.push(RequestHandle::new(&copy));
+                }
+                let answer = inner::invoke(request);
+                drop(handles);
+                answer
+            }
+            "registry-names" => {
+                let mut last = Err(Error {
+                    kind: ErrorKind::Config,
+                    status: None,
+                    retry_after_ms: None,
+                    should_retry: None,
+                    provider: "hostile".into(),
+                    message: "no call made".into(),
+                    body: None,
+                });
+                for i in 0..s.count {
+                    let target = format!("{}/{}{i}", s.target, "m".repeat(s.size));
+                    last = registry::invoke(&target, request);
+                }
+                last
+            }
+            "grow" => {
+                KEPT.lock().unwrap().push(vec![7u8; s.size]);
+                inner::invoke(request)
+            }
+            "big-response" => {
+                let mut response = inner::invoke(request)?;
+                response.content = Some("z".repeat(s.size));
+                for i in 0..s.count {
+                    response.metadata.push((format!("hostile.{i}"), "v".into()));
+                }
+                Ok(response)
+            }
+            "reach" => registry::invoke(&s.target, request),
+            "call-storm" => {
+                let mut last = inner::invoke(request);
+                for _ in 1..s.count {
+                    last = inner::invoke(request);
+                }
+                last
+            }
+            "remember" => {
+                let text = first_user_text(request);
+                let previous = PREVIOUS.lock().unwrap().replace(text);
+                let mut response = inner::invoke(request)?;
+                if let Some(previous) = previous {
+                    response.add_metadata("hostile.previous", previous);
+                }
+                Ok(response)
+            }
+            "forge-module-error" => Err(Error {
+                kind: ErrorKind::Module,
+                status: None,
+                retry_after_ms: None,
+                should_retry: None,
+                provider: s.target.clone(),
+                message: format!("module `{}` exceeded its CPU budget", s.target),
+                body: None,
+            }),
+            "echo-content" => {
+                let mut response = inner::invoke(request)?;
+                let seen = response.content.clone().unwrap_or_default();
+                response.add_metadata("hostile.seen", seen);
+                Ok(response)
             }
             _ => inner::invoke(request),
         }
@@ -50,9 +194,18 @@ impl Guest for Hostile {
 impl ModuleGuest for Hostile {
     fn configure(config: String) -> Result<(), String> {
         let config = Config::parse(&config)?;
-        config.deny_unknown(&["mode"])?;
+        config.deny_unknown(&["mode", "size", "count", "target"])?;
         let mode = config.get("mode").and_then(|v| v.as_str()).unwrap_or("none").to_string();
-        let _ = MODE.set(mode);
+        if mode == "sleep-configure" {
+            sleep(Duration::from_secs(3600));
+        }
+        let settings = Settings {
+            mode,
+            size: config.get("size").and_then(|v| v.as_u64()).unwrap_or(1 << 20) as usize,
+            count: config.get("count").and_then(|v| v.as_u64()).unwrap_or(1),
+            target: config.get("target").and_then(|v| v.as_str()).unwrap_or("ollama").to_string(),
+        };
+        let _ = SETTINGS.set(settings);
         Ok(())
     }
 }
