@@ -6,6 +6,7 @@
 //! - [`runtime`]: loads modules and stacks them into a [`runtime::Stack`];
 //! - [`adapters`]: the native HTTP adapters at the bottom of every stack;
 //! - [`providers`]: provider files and the catalog that creates adapters by name;
+//! - [`target`]: how a provider is named (`name` or `name/model`), checked in one place;
 //! - [`builtin`]: the embedded retry, fallback and passthrough modules.
 
 pub mod adapters;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod provider;
 pub mod providers;
 pub mod runtime;
+pub mod target;
 pub mod types;
 
 pub use model::{load_model, BuildError, Model, ModelBuilder, Setting};

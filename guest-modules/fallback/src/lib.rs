@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use arcllm_module_sdk::config::Config;
 use arcllm_module_sdk::{
-    export, inner, log, registry, Error, Guest, Level, ModuleGuest, RequestHandle, Response,
+    export, inner, log, registry, target, Error, Guest, Level, ModuleGuest, RequestHandle, Response,
 };
 
 /// At most this many chain entries: a longer chain is a configuration mistake.
@@ -17,15 +17,6 @@ const MAX_CHAIN: usize = 10;
 const METADATA_KEY: &str = "arcllm.fallback.provider";
 
 static CHAIN: OnceLock<Vec<String>> = OnceLock::new();
-
-/// `name` or `name/model`, with `name` matching `^[a-z][a-z0-9_]*$` (at most 64 bytes).
-fn valid_target(entry: &str) -> bool {
-    let name = entry.split_once('/').map_or(entry, |(name, model)| if model.is_empty() { "" } else { name });
-    let mut chars = name.chars();
-    name.len() <= 64
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
 
 fn parse_chain(text: &str) -> Result<Vec<String>, String> {
     let config = Config::parse(text)?;
@@ -35,9 +26,10 @@ fn parse_chain(text: &str) -> Result<Vec<String>, String> {
     if chain.len() > MAX_CHAIN {
         return Err(format!("chain has {} entries; at most {MAX_CHAIN} are allowed", chain.len()));
     }
-    if let Some(bad) = chain.iter().find(|e| !valid_target(e)) {
+    if let Some(bad) = chain.iter().find(|e| !target::valid(e)) {
         return Err(format!(
-            "chain entry `{bad}` is not a provider name (`name` or `name/model`, name matching ^[a-z][a-z0-9_]*$)"
+            "chain entry `{bad}` is not a valid provider target: expected {}",
+            target::EXPECTED
         ));
     }
     Ok(chain)

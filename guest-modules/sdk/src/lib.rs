@@ -42,6 +42,7 @@ pub use exports::arc::llm::module::Guest as ModuleGuest;
 pub use exports::arc::llm::provider::Guest;
 
 pub mod config;
+pub mod target;
 pub mod time;
 
 /// Inside `impl Guest for …`: answers `name`, `model-name` and `validate-config` from the

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 pub use error::ConfigError;
 
 use crate::providers::{ProviderCatalog, ProviderConfigError};
-use crate::runtime::registry::valid_provider_name;
+use crate::target::ProviderName;
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -182,10 +182,8 @@ impl Config {
         let defaults = reader.table(&effective, "defaults")?;
         reader.only_keys(&defaults, "defaults", &["provider", "model", "temperature", "max_tokens"])?;
         let provider = reader.string(&defaults, "provider")?.unwrap_or_default();
-        if !valid_provider_name(&provider) {
-            return Err(
-                reader.invalid("defaults.provider", format!("`{provider}` is not a valid provider name"))
-            );
+        if let Err(error) = ProviderName::parse(&provider) {
+            return Err(reader.invalid("defaults.provider", error.to_string()));
         }
         let model = reader.string(&defaults, "model")?;
         let temperature = match defaults.get("temperature") {

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::error::ProviderConfigError;
-use crate::runtime::registry::valid_provider_name;
+use crate::target::{ProviderName, NAME_RULE};
 
 /// Default request timeout, in seconds.
 pub const DEFAULT_TIMEOUT_SECONDS: f64 = 60.0;
@@ -192,12 +192,12 @@ pub struct ProviderConfig {
 impl ProviderConfig {
     /// Parses and validates the text of `<name>.toml`.
     pub fn parse(name: &str, text: &str, source: ConfigSource) -> Result<Self, ProviderConfigError> {
-        if !valid_provider_name(name) {
+        if !ProviderName::is_valid(name) {
             return Err(ProviderConfigError::invalid(
                 name,
                 &source,
                 None,
-                "the provider name must match ^[a-z][a-z0-9_]*$ (at most 64 characters)",
+                format!("the provider name must match {NAME_RULE}"),
             ));
         }
         let file: ProviderFile = toml::from_str(text).map_err(|error| {
@@ -213,8 +213,8 @@ impl ProviderConfig {
     /// Reads and parses a user's provider file; the provider is named after the file.
     pub fn load(path: &std::path::Path) -> Result<Self, ProviderConfigError> {
         let name = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_string();
-        if !valid_provider_name(&name) {
-            return Err(ProviderConfigError::InvalidName { name, path: path.to_path_buf() });
+        if let Err(source) = ProviderName::parse(&name) {
+            return Err(ProviderConfigError::InvalidName { name, path: path.to_path_buf(), source });
         }
         let text = std::fs::read_to_string(path).map_err(|source| ProviderConfigError::Read {
             provider: name.clone(),

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use thiserror::Error;
 
 use super::config::ConfigSource;
+use crate::target::NameError;
 use crate::types;
 
 /// What can be wrong with a provider file or a catalog lookup.
@@ -34,10 +35,13 @@ pub enum ProviderConfigError {
     },
 
     /// A user file is named so that it cannot define a provider.
-    #[error(
-        "provider file {path}: `{name}` is not a valid provider name (expected ^[a-z][a-z0-9_]*$, at most 64 characters)"
-    )]
-    InvalidName { name: String, path: PathBuf },
+    #[error("provider file {path}: {source}")]
+    InvalidName {
+        name: String,
+        path: PathBuf,
+        #[source]
+        source: NameError,
+    },
 
     /// A `providers_dir` (or the implicit `providers/`) that is not a readable directory.
     #[error("providers directory {path}{}: {reason}", key.as_ref().map(|k| format!(" (key `{k}`)")).unwrap_or_default())]

@@ -22,7 +22,7 @@ pub use error::ProviderConfigError;
 
 use crate::adapters;
 use crate::provider::Provider;
-use crate::runtime::registry::{parse_target, valid_provider_name};
+use crate::target::{ProviderName, Target};
 use crate::types::Error;
 
 /// The directory name looked for beside the user's config file.
@@ -133,17 +133,17 @@ impl ProviderCatalog {
         model: Option<&str>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Arc<dyn Provider>, Error> {
-        if !valid_provider_name(name) {
-            return Err(Error::config(name, format!("`{name}` is not a valid provider name (expected ^[a-z][a-z0-9_]*$, at most 64 characters)")));
+        if let Err(error) = ProviderName::parse(name) {
+            return Err(Error::config(error.name(), error.to_string()));
         }
         let config = self.require(name)?;
         adapters::build_with_env(config, model, env)
     }
 
-    /// Creates the adapter for a target written `name` or `name/model`.
+    /// Creates the adapter for a target written `name` or `name/model` (see [`Target`]).
     pub fn create_target(&self, target: &str) -> Result<Arc<dyn Provider>, Error> {
-        let (name, model) = parse_target(target)?;
-        self.create(name, model)
+        let target = Target::parse(target)?;
+        self.create(target.name(), target.model())
     }
 
     /// A factory for [`crate::runtime::LazyRegistry::new`]: the registry's targets are

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::provider::Provider;
+use crate::target::Target;
 use crate::types::{Error, Request, Response};
 
 /// Resolves the targets a module names (`name` or `name/model`) to providers.
@@ -15,13 +16,14 @@ pub trait Registry: Send + Sync + 'static {
     async fn invoke(&self, target: &str, request: Request) -> Result<Response, Error>;
 }
 
-/// Makes the provider for `name` with an optional model; called at most once per target.
+/// Makes the provider for a target's name and optional model (both already checked by
+/// [`Target::parse`]); called at most once per target.
 pub type ProviderFactory = dyn Fn(&str, Option<&str>) -> Result<Arc<dyn Provider>, Error> + Send + Sync;
 
 /// A [`Registry`] that creates each target lazily with a factory and reuses it afterwards.
 pub struct LazyRegistry {
     factory: Box<ProviderFactory>,
-    cache: Mutex<HashMap<String, Arc<dyn Provider>>>,
+    cache: Mutex<HashMap<Target, Arc<dyn Provider>>>,
 }
 
 impl LazyRegistry {
@@ -33,13 +35,13 @@ impl LazyRegistry {
 
     /// The provider for `target`, created now if this is its first use.
     pub fn get(&self, target: &str) -> Result<Arc<dyn Provider>, Error> {
-        let (name, model) = parse_target(target)?;
+        let target = Target::parse(target)?;
         let mut cache = self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(provider) = cache.get(target) {
+        if let Some(provider) = cache.get(&target) {
             return Ok(provider.clone());
         }
-        let provider = (self.factory)(name, model)?;
-        cache.insert(target.to_string(), provider.clone());
+        let provider = (self.factory)(target.name(), target.model())?;
+        cache.insert(target, provider.clone());
         Ok(provider)
     }
 
@@ -63,33 +65,10 @@ pub struct EmptyRegistry;
 #[async_trait]
 impl Registry for EmptyRegistry {
     async fn invoke(&self, target: &str, _request: Request) -> Result<Response, Error> {
-        parse_target(target)?;
+        Target::parse(target)?;
         Err(Error::config(
             target,
             format!("no provider registry is configured, so `{target}` cannot be loaded"),
         ))
     }
-}
-
-/// Splits `name[/model]` and checks the name (`^[a-z][a-z0-9_]*$`, at most 64 bytes).
-pub fn parse_target(target: &str) -> Result<(&str, Option<&str>), Error> {
-    let (name, model) = match target.split_once('/') {
-        Some((name, model)) => (name, Some(model)),
-        None => (target, None),
-    };
-    if !valid_provider_name(name) || model.is_some_and(str::is_empty) {
-        return Err(Error::config(
-            name,
-            format!("`{target}` is not a valid provider target: expected `name` or `name/model`, name matching ^[a-z][a-z0-9_]*$ (at most 64 characters)"),
-        ));
-    }
-    Ok((name, model))
-}
-
-/// `^[a-z][a-z0-9_]*$`, at most 64 bytes.
-pub fn valid_provider_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    name.len() <= 64
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
