@@ -5,35 +5,19 @@
 //! Fallback targets are bare adapters the host creates on first use, so a fallback never
 //! recurses into another fallback and a retry around it never multiplies.
 
+mod policy;
+
 use std::sync::OnceLock;
 
-use arcllm_module_sdk::config::Config;
+use arcllm_module_sdk::{config, target};
 use arcllm_module_sdk::{
-    export, inner, log, registry, target, Error, Guest, Level, ModuleGuest, RequestHandle, Response,
+    export, inner, log, registry, Error, Guest, Level, ModuleGuest, RequestHandle, Response,
 };
+use policy::{parse_chain, Walk};
 
-/// At most this many chain entries: a longer chain is a configuration mistake.
-const MAX_CHAIN: usize = 10;
 const METADATA_KEY: &str = "arcllm.fallback.provider";
 
 static CHAIN: OnceLock<Vec<String>> = OnceLock::new();
-
-fn parse_chain(text: &str) -> Result<Vec<String>, String> {
-    let config = Config::parse(text)?;
-    config.deny_unknown(&["chain"])?;
-    let chain =
-        config.list("chain", |v| v.as_str().map(str::to_owned), "provider names")?.unwrap_or_default();
-    if chain.len() > MAX_CHAIN {
-        return Err(format!("chain has {} entries; at most {MAX_CHAIN} are allowed", chain.len()));
-    }
-    if let Some(bad) = chain.iter().find(|e| !target::valid(e)) {
-        return Err(format!(
-            "chain entry `{bad}` is not a valid provider target: expected {}",
-            target::EXPECTED
-        ));
-    }
-    Ok(chain)
-}
 
 struct Fallback;
 
@@ -47,30 +31,31 @@ impl Guest for Fallback {
             Err(error) => error,
         };
         let chain = CHAIN.get().map(Vec::as_slice).unwrap_or_default();
-        let mut last = &primary;
-        let mut failures = Vec::new();
-        for target in chain {
-            log(Level::Warn, &format!("{}; falling back to {target}", last.summary()));
-            match registry::invoke(target, request) {
-                Ok(mut response) => {
-                    response.add_metadata(METADATA_KEY, target);
-                    return Ok(response);
-                }
-                Err(error) => failures.push(error),
+        let walked = policy::walk(
+            chain,
+            &primary,
+            |last: &Error, target| log(Level::Warn, &format!("{}; falling back to {target}", last.summary())),
+            |target| registry::invoke(target, request),
+        );
+        match walked {
+            Walk::Answered { target, mut response } => {
+                response.add_metadata(METADATA_KEY, &chain[target]);
+                Ok(response)
             }
-            last = failures.last().unwrap_or(&primary);
+            Walk::Exhausted { failures } => {
+                if let Some(last) = failures.last() {
+                    log(
+                        Level::Error,
+                        &format!(
+                            "{}; all {} fallbacks failed, returning the primary error",
+                            last.summary(),
+                            chain.len()
+                        ),
+                    );
+                }
+                Err(primary)
+            }
         }
-        if !chain.is_empty() {
-            log(
-                Level::Error,
-                &format!(
-                    "{}; all {} fallbacks failed, returning the primary error",
-                    last.summary(),
-                    chain.len()
-                ),
-            );
-        }
-        Err(primary)
     }
     arcllm_module_sdk::delegate_to_inner!();
 }

@@ -43,7 +43,12 @@ fn failure(error: &Error) -> Failure {
         ErrorKind::Timeout => Kind::Timeout,
         ErrorKind::Config | ErrorKind::Parse | ErrorKind::Module => Kind::Permanent,
     };
-    Failure { kind, status: error.status, retry_after_ms: error.retry_after_ms, should_retry: error.should_retry }
+    Failure {
+        kind,
+        status: error.status,
+        retry_after_ms: error.retry_after_ms,
+        should_retry: error.should_retry,
+    }
 }
 
 struct Retry;
