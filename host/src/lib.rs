@@ -1,7 +1,7 @@
 //! arcllm: resilient, pluggable middleware in front of LLM APIs, where every middleware
 //! module is a sandboxed WebAssembly component.
 //!
-//! - [`types`]: the data model (`arc:llm/types` in `wit/arcllm.wit`);
+//! - [`types`]: the data model (`arc:llm/types` in `wit/v0.2/arcllm.wit`);
 //! - [`Provider`]: what a native adapter, a stack of modules, and a test double all are;
 //! - [`runtime`]: loads modules and stacks them into a [`runtime::Stack`];
 //! - [`adapters`]: the native HTTP adapters at the bottom of every stack;

@@ -1,4 +1,5 @@
-//! The arcllm data model, as the WIT contract defines it (`arc:llm/types`).
+//! The arcllm data model, as the newest version of the WIT contract defines it
+//! (`arc:llm/types`).
 //!
 //! These are the very types the runtime lifts from and lowers into modules, so a request
 //! crosses the host/module boundary without conversion. Helpers here make them pleasant
@@ -6,7 +7,7 @@
 
 use std::fmt;
 
-pub use crate::runtime::bindings::arc::llm::types::{
+pub use crate::runtime::wit::latest::arc::llm::types::{
     Content, ContentBlock, Error, ErrorKind, Image, Message, Options, Request, Response, Role, StopReason,
     ToolCall, ToolDefinition, ToolResult, ToolUse, Usage,
 };

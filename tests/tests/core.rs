@@ -4,7 +4,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use arcllm::runtime::{LoadError, ModuleSource, Runtime, Stack};
+use arcllm::runtime::{LoadError, LoadErrorKind, ModuleSource, Runtime, Stack};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -183,9 +183,9 @@ async fn memory_growth_past_the_cap_is_a_module_error() {
 #[tokio::test]
 async fn a_module_reading_files_is_refused_at_load() {
     let err = load("reads-files", fixtures::READS_FILES).await.unwrap_err();
-    match &err {
-        LoadError::ForbiddenImport { module, import, .. } => {
-            assert_eq!(module, "reads-files");
+    match &err.kind {
+        LoadErrorKind::ForbiddenImport { import } => {
+            assert_eq!(err.module, "reads-files");
             assert!(import.starts_with("wasi:filesystem/"), "{err}");
         }
         other => panic!("expected ForbiddenImport, got {other}"),
@@ -198,7 +198,7 @@ async fn a_component_importing_sockets_is_refused_at_load() {
     let bytes = wat::parse_str(r#"(component (import "wasi:sockets/tcp@0.2.0" (instance)))"#).unwrap();
     let err = load("sockets", &bytes).await.unwrap_err();
     assert!(
-        matches!(&err, LoadError::ForbiddenImport { import, .. } if import == "wasi:sockets/tcp@0.2.0"),
+        matches!(&err.kind, LoadErrorKind::ForbiddenImport { import } if import == "wasi:sockets/tcp@0.2.0"),
         "{err}"
     );
     assert!(err.to_string().contains("`sockets`"), "{err}");
@@ -215,7 +215,7 @@ async fn a_component_exporting_the_wrong_interface_is_refused_at_load() {
     )
     .unwrap();
     let err = load("wrong-world", &bytes).await.unwrap_err();
-    assert!(matches!(err, LoadError::WrongWorld { .. }), "{err}");
+    assert!(matches!(err.kind, LoadErrorKind::WrongWorld { .. }), "{err}");
     assert!(err.to_string().contains("arc:llm/provider"), "the error names the missing export: {err}");
     healthy_chain_still_serves().await;
 }
@@ -224,23 +224,40 @@ async fn a_component_exporting_the_wrong_interface_is_refused_at_load() {
 async fn a_core_module_is_not_a_component() {
     let bytes = wat::parse_str("(module (func (export \"invoke\")))").unwrap();
     let err = load("core", &bytes).await.unwrap_err();
-    assert!(matches!(err, LoadError::NotAComponent { .. }), "{err}");
+    assert!(matches!(err.kind, LoadErrorKind::NotAComponent), "{err}");
     assert!(err.to_string().contains("wasm32-wasip2"), "{err}");
 }
 
 #[tokio::test]
 async fn garbage_is_not_wasm() {
     let err = load("garbage", b"#!/bin/sh\necho not wasm\n").await.unwrap_err();
-    assert!(matches!(err, LoadError::NotWasm { .. }), "{err}");
+    assert!(matches!(err.kind, LoadErrorKind::NotWasm), "{err}");
     let err = load("short", b"\0as").await.unwrap_err();
-    assert!(matches!(err, LoadError::NotWasm { .. }), "{err}");
+    assert!(matches!(err.kind, LoadErrorKind::NotWasm), "{err}");
 }
 
 #[tokio::test]
 async fn a_truncated_component_is_a_compile_error() {
     let bytes = &arcllm::builtin::PASSTHROUGH[..arcllm::builtin::PASSTHROUGH.len() / 2];
     let err = load("truncated", bytes).await.unwrap_err();
-    assert!(matches!(err, LoadError::Compile { .. }), "{err}");
+    assert!(matches!(err.kind, LoadErrorKind::Compile { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn load_errors_keep_their_causes() {
+    use std::error::Error as _;
+    // Compilation: the kind, then wasmtime's error, whose text the message also carries.
+    let bytes = &arcllm::builtin::PASSTHROUGH[..arcllm::builtin::PASSTHROUGH.len() / 2];
+    let err = load("truncated", bytes).await.unwrap_err();
+    let kind = err.source().expect("the kind is the source");
+    let cause = kind.source().expect("wasmtime's error is the kind's source");
+    assert!(err.to_string().contains(&cause.to_string()), "{err} / {cause}");
+    // Reading: the io::Error itself.
+    let missing = std::env::temp_dir().join("arcllm-no-such-module.wasm");
+    let err = runtime().load_module_file("missing", &missing, &json!({})).await.unwrap_err();
+    let io = err.source().and_then(|kind| kind.source()).and_then(|e| e.downcast_ref::<std::io::Error>());
+    assert_eq!(io.map(std::io::Error::kind), Some(std::io::ErrorKind::NotFound), "{err}");
+    assert!(err.to_string().contains("cannot read the file"), "{err}");
 }
 
 #[tokio::test]
@@ -254,7 +271,7 @@ async fn a_bad_configuration_table_is_refused_at_load() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, LoadError::Config { .. }), "{err}");
+    assert!(matches!(err.kind, LoadErrorKind::Config { .. }), "{err}");
     assert!(err.to_string().contains("bogus"), "{err}");
 }
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use arcllm::runtime::{LazyRegistry, LoadError, ModuleSource, RandomSource, Runtime, Stack};
+use arcllm::runtime::{LazyRegistry, LoadErrorKind, ModuleSource, RandomSource, Runtime, Stack};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -187,7 +187,7 @@ async fn invalid_chains_are_rejected_at_load() {
             .load_module("fallback", ModuleSource::Builtin, arcllm::builtin::FALLBACK.to_vec(), &config)
             .await
             .expect_err(&format!("{config} must be rejected"));
-        assert!(matches!(err, LoadError::Config { .. }), "{config}: {err}");
+        assert!(matches!(err.kind, LoadErrorKind::Config { .. }), "{config}: {err}");
         assert!(err.to_string().contains(needle), "{config}: {err}");
     }
 }

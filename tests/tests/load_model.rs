@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use arcllm::config::{Config, ConfigError};
-use arcllm::runtime::LoadError;
+use arcllm::runtime::{LoadError, LoadErrorKind};
 use arcllm::types::*;
 use arcllm::{load_model, BuildError, Setting};
 use arcllm_tests::http::{Canned, MockServer};
@@ -529,7 +529,10 @@ async fn a_module_file_that_fails_to_load_names_the_file_and_reason() {
     let config =
         ws.config("[stack]\norder = [\"custom\"]\n[modules.custom]\nwasm = \"tag.wasm\"\nenabled = true\n");
     match load_model("primary").config(config).build().await.err().expect("tag is required") {
-        BuildError::Config(ConfigError::Module { source: LoadError::Config { reason, .. }, .. }) => {
+        BuildError::Config(ConfigError::Module {
+            source: LoadError { kind: LoadErrorKind::Config { reason }, .. },
+            ..
+        }) => {
             assert!(reason.contains("tag is required"), "{reason}")
         }
         other => panic!("expected the module's config error, got {other}"),

@@ -7,7 +7,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arcllm::runtime::{LoadError, ModuleSource, RandomSource, Runtime, Stack};
+use arcllm::runtime::{LoadErrorKind, ModuleSource, RandomSource, Runtime, Stack};
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -295,7 +295,7 @@ async fn invalid_config_is_rejected_at_load() {
             .load_module("retry", ModuleSource::Builtin, arcllm::builtin::RETRY.to_vec(), &config)
             .await
             .expect_err(&format!("{config} must be rejected"));
-        assert!(matches!(err, LoadError::Config { .. }), "{config}: {err}");
+        assert!(matches!(err.kind, LoadErrorKind::Config { .. }), "{config}: {err}");
         let text = err.to_string();
         assert!(text.contains("`retry`") && text.contains(needle), "{config}: {text}");
     }

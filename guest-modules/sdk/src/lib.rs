@@ -29,7 +29,7 @@
 
 wit_bindgen::generate!({
     world: "middleware",
-    path: "../../wit",
+    path: "../../wit/v0.2",
     pub_export_macro: true,
     default_bindings_module: "arcllm_module_sdk",
 });

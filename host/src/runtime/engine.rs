@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::linker;
+use super::imports;
 use super::module::ComponentCache;
 use super::pool::IdleBudget;
 use super::sandbox::CallState;
@@ -132,7 +132,7 @@ impl RuntimeBuilder {
         } else {
             (self.engine_on_demand()?, false)
         };
-        let linker = linker::build(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let linker = imports::linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine, self.epoch_tick);
         let budget_ticks =
             (self.limits.cpu_budget.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64;

@@ -1,16 +1,19 @@
 //! The wasm runtime: loading modules and running stacks of them.
 
-pub mod bindings;
 mod engine;
-mod linker;
+mod imports;
 mod module;
 mod pool;
 pub mod registry;
 mod sandbox;
 mod stack;
+pub mod wit;
 
 pub use engine::{Limits, Runtime, RuntimeBuilder, RuntimeError};
-pub use module::{LoadError, Module, ModuleSource};
+pub use module::{LoadError, LoadErrorKind, Module, ModuleSource};
 pub use registry::{EmptyRegistry, LazyRegistry, Registry};
 pub use sandbox::RandomSource;
 pub use stack::Stack;
+/// The bindings of the newest version of the contract, under the name the `arcllm` binary
+/// uses.
+pub use wit::latest as bindings;

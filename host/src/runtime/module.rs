@@ -1,6 +1,7 @@
 //! Loading a module: checking that a `.wasm` file is an arcllm module, compiling it once,
-//! type-checking it against the `middleware` world once (`InstancePre`), and checking
-//! its configuration table before any call is made.
+//! checking its imports and the contract version it was built for, type-checking it
+//! against that version's `middleware` world once (`InstancePre`), and checking its
+//! configuration table before any call is made.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,10 +10,10 @@ use std::sync::{Arc, Mutex, Weak};
 
 use sha2::{Digest, Sha256};
 
-use super::bindings::MiddlewarePre;
 use super::engine::Runtime;
-use super::sandbox::CallState;
+use super::imports;
 use super::stack::Stack;
+use super::wit::{Contract, MiddlewarePre};
 use crate::provider::Provider;
 use crate::types::{Error, Request, Response};
 
@@ -56,13 +57,20 @@ impl Module {
     pub fn digest(&self) -> &[u8; 32] {
         &self.compiled.digest
     }
+
+    /// The version of the `arc:llm` contract the module was built for, as its component
+    /// names it (`0.2.0`).
+    pub fn contract_version(&self) -> &str {
+        &self.compiled.version
+    }
 }
 
 /// A compiled and type-checked component, shared by every [`Module`] made from the same
 /// bytes (see [`ComponentCache`]).
 pub(crate) struct Compiled {
-    pub(crate) pre: MiddlewarePre<CallState>,
+    pub(crate) pre: MiddlewarePre,
     imports: Vec<String>,
+    version: String,
     digest: [u8; 32],
 }
 
@@ -118,60 +126,92 @@ impl fmt::Debug for Module {
     }
 }
 
-/// Why a module could not be loaded. Every variant names the module and its source.
+/// Why a module could not be loaded: which module, from where, and what went wrong.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("module `{module}` ({source_desc}): cannot read the file: {reason}")]
-    Read { module: String, source_desc: ModuleSource, reason: String },
-    #[error("module `{module}` ({source_desc}): not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
-    NotWasm { module: String, source_desc: ModuleSource },
-    #[error("module `{module}` ({source_desc}): this is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)")]
-    NotAComponent { module: String, source_desc: ModuleSource },
-    #[error("module `{module}` ({source_desc}): invalid component: {reason}")]
-    Compile { module: String, source_desc: ModuleSource, reason: String },
-    #[error("module `{module}` ({source_desc}): imports `{import}`, which arcllm does not grant (modules may import arc:llm/*, wasi:clocks/*, wasi:random/*, wasi:io/* and the wasi:cli basics; never files, sockets or HTTP)")]
-    ForbiddenImport { module: String, source_desc: ModuleSource, import: String },
+#[error("module `{module}` ({source_desc}): {kind}")]
+pub struct LoadError {
+    /// The module's name in its stack.
+    pub module: String,
+    /// Where its bytes came from.
+    pub source_desc: ModuleSource,
+    /// What went wrong; its own source is the underlying error, where there is one.
+    #[source]
+    pub kind: LoadErrorKind,
+}
+
+impl LoadError {
+    fn new(module: &str, source_desc: &ModuleSource, kind: LoadErrorKind) -> Self {
+        LoadError { module: module.to_string(), source_desc: source_desc.clone(), kind }
+    }
+}
+
+/// What went wrong loading a module. A message carries the text of the underlying error as
+/// well as exposing it as the source, so that one line says everything.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadErrorKind {
+    /// The `.wasm` file could not be read.
+    #[error("cannot read the file: {0}")]
+    Read(#[source] std::io::Error),
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly file (it does not start with the `\\0asm` magic bytes)")]
+    NotWasm,
+    /// A core module: arcllm runs components only.
+    #[error("this is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target (or wrap it with `wasm-tools component new`)")]
+    NotAComponent,
+    /// Wasmtime could not compile the bytes.
+    #[error("invalid component: {}", Causes(&**.0))]
+    Compile(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The component imports an interface that is not in `runtime::imports`' list.
+    #[error("imports `{import}`, which arcllm does not grant (modules may import arc:llm/*, wasi:clocks/*, wasi:random/*, wasi:io/* and the wasi:cli basics; never files, sockets or HTTP)")]
+    ForbiddenImport { import: String },
+    /// The component names a version of the `arc:llm` package this host does not speak.
     #[error(
-        "module `{module}` ({source_desc}): does not implement the {} world: {reason}",
-        super::bindings::WORLD
+        "is built for arc:llm@{version}, which this host does not support (it supports arc:llm@{}); rebuild it against a supported version of the contract",
+        Contract::supported_list()
     )]
-    WrongWorld { module: String, source_desc: ModuleSource, reason: String },
-    #[error("module `{module}` ({source_desc}): invalid configuration: {reason}")]
-    Config { module: String, source_desc: ModuleSource, reason: String },
-    #[error("module `{module}` ({source_desc}): {reason}")]
-    Start { module: String, source_desc: ModuleSource, reason: String },
+    UnsupportedVersion { version: String },
+    /// The component names several versions of the `arc:llm` package.
+    #[error("names several versions of arc:llm ({}), where a module is built for one", .versions.join(", "))]
+    MixedVersions { versions: Vec<String> },
+    /// The component does not fit the world of the version it was built for (the source is
+    /// wasmtime's type-check error), or names no `arc:llm` interface at all.
+    #[error("does not implement the {world} world: {}", Causes(&**.error))]
+    WrongWorld {
+        world: &'static str,
+        #[source]
+        error: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// The module rejected its configuration table, or a stack of it cannot be made.
+    #[error("invalid configuration: {reason}")]
+    Config { reason: String },
+    /// The module trapped or failed while it was instantiated and configured.
+    #[error("{reason}")]
+    Start { reason: String },
 }
 
-/// Interfaces a module may import (the version is not part of the match).
-const GRANTED: &[&str] = &[
-    "arc:llm/types",
-    "arc:llm/provider",
-    "arc:llm/registry",
-    "arc:llm/logging",
-    "wasi:io/error",
-    "wasi:io/poll",
-    "wasi:io/streams",
-    "wasi:clocks/monotonic-clock",
-    "wasi:clocks/wall-clock",
-    "wasi:random/random",
-    "wasi:random/insecure",
-    "wasi:random/insecure-seed",
-    "wasi:cli/environment",
-    "wasi:cli/exit",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/terminal-input",
-    "wasi:cli/terminal-output",
-    "wasi:cli/terminal-stdin",
-    "wasi:cli/terminal-stdout",
-    "wasi:cli/terminal-stderr",
-];
+/// Writes an error and its causes on one line, `outer: inner: …`, as `{:#}` does for
+/// wasmtime's errors.
+struct Causes<'a>(&'a (dyn std::error::Error + 'static));
 
-fn granted(import: &str) -> bool {
-    let unversioned = import.split_once('@').map_or(import, |(name, _)| name);
-    GRANTED.contains(&unversioned)
+impl fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
 }
+
+/// A component that names no `arc:llm` interface: built for no version of the contract.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "it neither imports nor exports any arc:llm interface (a module exports arc:llm/provider and arc:llm/module, of a version this host supports: {})",
+    Contract::supported_list()
+)]
+struct NoContract;
 
 /// The header of a component (as opposed to a core module): `\0asm`, version 0x0d, layer 1.
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -186,18 +226,16 @@ impl Runtime {
         config: &serde_json::Value,
     ) -> Result<Arc<Module>, LoadError> {
         let source = ModuleSource::File(path.to_path_buf());
-        let bytes = tokio::fs::read(path).await.map_err(|e| LoadError::Read {
-            module: name.to_string(),
-            source_desc: source.clone(),
-            reason: e.to_string(),
-        })?;
+        let bytes =
+            tokio::fs::read(path).await.map_err(|e| LoadError::new(name, &source, LoadErrorKind::Read(e)))?;
         self.load_module(name, source, bytes, config).await
     }
 
     /// Compiles `bytes` (or reuses the compiled component for identical bytes), checks
-    /// its imports against what arcllm grants and its exports against the `middleware`
-    /// world, and has a fresh instance accept `config` (a JSON object), so that a bad
-    /// table fails here and not at the first call.
+    /// its imports against what arcllm grants, the version of the contract it was built
+    /// for against those this host supports, and its exports against that version's
+    /// `middleware` world, and has a fresh instance accept `config` (a JSON object), so
+    /// that a bad table fails here and not at the first call.
     pub async fn load_module(
         &self,
         name: &str,
@@ -206,17 +244,17 @@ impl Runtime {
         config: &serde_json::Value,
     ) -> Result<Arc<Module>, LoadError> {
         if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
-            return Err(LoadError::NotWasm { module: name.to_string(), source_desc: source });
+            return Err(LoadError::new(name, &source, LoadErrorKind::NotWasm));
         }
         if bytes[4..8] != COMPONENT_LAYER {
-            return Err(LoadError::NotAComponent { module: name.to_string(), source_desc: source });
+            return Err(LoadError::new(name, &source, LoadErrorKind::NotAComponent));
         }
         let digest: [u8; 32] = Sha256::digest(&bytes).into();
         let compiled = match self.inner.components.get(&digest) {
             Some(compiled) => compiled,
             None => {
                 let compiled =
-                    self.compile(bytes, digest).await.map_err(|e| e.into_load_error(name, &source))?;
+                    self.compile(bytes, digest).await.map_err(|kind| LoadError::new(name, &source, kind))?;
                 self.inner.components.insert(&compiled, source == ModuleSource::Builtin);
                 compiled
             }
@@ -233,53 +271,64 @@ impl Runtime {
         let probe = Stack::new(self.clone(), vec![module.clone()], Arc::new(NotCalled));
         if let Err(e) = probe.instantiate().await {
             let reason = e.message;
-            return Err(if e.kind == crate::types::ErrorKind::Config {
-                LoadError::Config { module: name.to_string(), source_desc: source, reason }
+            let kind = if e.kind == crate::types::ErrorKind::Config {
+                LoadErrorKind::Config { reason }
             } else {
-                LoadError::Start { module: name.to_string(), source_desc: source, reason }
-            });
+                LoadErrorKind::Start { reason }
+            };
+            return Err(LoadError::new(name, &source, kind));
         }
         Ok(module)
     }
 }
 
-/// A load failure before the module has a name attached (compilation is shared by name).
-enum CompileError {
-    Compile(String),
-    Forbidden(String),
-    WrongWorld(String),
-}
-
-impl CompileError {
-    fn into_load_error(self, name: &str, source: &ModuleSource) -> LoadError {
-        let (module, source_desc) = (name.to_string(), source.clone());
-        match self {
-            CompileError::Compile(reason) => LoadError::Compile { module, source_desc, reason },
-            CompileError::Forbidden(import) => LoadError::ForbiddenImport { module, source_desc, import },
-            CompileError::WrongWorld(reason) => LoadError::WrongWorld { module, source_desc, reason },
-        }
-    }
-}
-
 impl Runtime {
-    /// Compiles on a blocking thread (it is CPU-bound), then checks imports against what
-    /// arcllm grants and exports against the `middleware` world.
-    async fn compile(&self, bytes: Vec<u8>, digest: [u8; 32]) -> Result<Arc<Compiled>, CompileError> {
+    /// Compiles on a blocking thread (it is CPU-bound), checks the imports against what
+    /// arcllm grants, finds the version of the contract the component was built for, and
+    /// type-checks it against that version's `middleware` world. The version is checked
+    /// first, so that a module for a version this host does not speak is refused as such,
+    /// not with a type mismatch.
+    async fn compile(&self, bytes: Vec<u8>, digest: [u8; 32]) -> Result<Arc<Compiled>, LoadErrorKind> {
         let engine = self.engine().clone();
         let component =
             tokio::task::spawn_blocking(move || wasmtime::component::Component::new(&engine, &bytes))
                 .await
-                .map_err(|e| CompileError::Compile(e.to_string()))?
-                .map_err(|e| CompileError::Compile(format!("{e:#}")))?;
+                .map_err(|e| LoadErrorKind::Compile(e.into()))?
+                .map_err(|e| LoadErrorKind::Compile(e.into_boxed_dyn_error()))?;
+        let component_type = component.component_type();
         let imports: Vec<String> =
-            component.component_type().imports(self.engine()).map(|(name, _)| name.to_string()).collect();
-        if let Some(import) = imports.iter().find(|i| !granted(i)) {
-            return Err(CompileError::Forbidden(import.clone()));
+            component_type.imports(self.engine()).map(|(name, _)| name.to_string()).collect();
+        if let Some(import) = imports.iter().find(|i| !imports::granted(i)) {
+            return Err(LoadErrorKind::ForbiddenImport { import: import.clone() });
         }
-        let wrong_world = |e: wasmtime::Error| CompileError::WrongWorld(format!("{e:#}"));
+        let exports = component_type.exports(self.engine()).map(|(name, _)| name);
+        let version = contract_version(imports.iter().map(String::as_str).chain(exports))?;
+        let contract = Contract::find(&version)
+            .ok_or_else(|| LoadErrorKind::UnsupportedVersion { version: version.clone() })?;
+        let wrong_world = |e: wasmtime::Error| LoadErrorKind::WrongWorld {
+            world: contract.world,
+            error: e.into_boxed_dyn_error(),
+        };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(wrong_world)?;
-        let pre = MiddlewarePre::new(instance_pre).map_err(wrong_world)?;
-        Ok(Arc::new(Compiled { pre, imports, digest }))
+        let pre = contract.bind(instance_pre).map_err(wrong_world)?;
+        Ok(Arc::new(Compiled { pre, imports, version, digest }))
+    }
+}
+
+/// The version of the `arc:llm` package that a component's import and export names carry
+/// (`arc:llm/provider@0.2.0`): the version of the contract it was built for.
+fn contract_version<'a>(names: impl Iterator<Item = &'a str>) -> Result<String, LoadErrorKind> {
+    let mut versions: Vec<String> = Vec::new();
+    for name in names.filter(|name| name.starts_with("arc:llm/")) {
+        let version = name.split_once('@').map_or("(no version)", |(_, version)| version);
+        if !versions.iter().any(|v| v == version) {
+            versions.push(version.to_string());
+        }
+    }
+    match versions.len() {
+        0 => Err(LoadErrorKind::WrongWorld { world: super::wit::latest::WORLD, error: Box::new(NoContract) }),
+        1 => Ok(versions.remove(0)),
+        _ => Err(LoadErrorKind::MixedVersions { versions }),
     }
 }
 

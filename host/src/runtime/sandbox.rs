@@ -1,23 +1,26 @@
-//! What one call's store holds, and the sandbox around each module in it.
+//! What one call's store holds, and the limits around each module in it.
 //!
 //! A `Store<CallState>` holds one instance per layer and serves one call at a time: calls
-//! in flight never share module state, so they never block each other. Between calls a
-//! clean store is kept for reuse (`pool::StorePool`); a store where anything trapped dies
-//! with its call. Modules get a WASI context that grants nothing (no files, environment,
-//! arguments, sockets; stdio discarded), a memory cap, and a CPU budget enforced by epoch
-//! interruption.
+//! in flight never share module state, so they never block each other. A store outlives
+//! its call only when the call ended cleanly (nothing trapped, no request handle leaked,
+//! the caller did not give up mid-call) and the runtime's allowance of idle instances is
+//! not spent; its stack's pool (`pool::StorePool`) then keeps it for a later call.
+//! Otherwise it is dropped with its call. Each module runs under a memory cap and a CPU
+//! budget enforced by epoch interruption; what it may import, and the WASI context that
+//! grants nothing, are in `runtime::imports`.
 
 use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{HeldRequest, Middleware};
 use super::engine::RuntimeInner;
+use super::imports::{self, HeldRequest};
 use super::module::Module;
 use super::registry::Registry;
+use super::wit::Middleware;
 use crate::provider::Provider;
 use crate::types::{Error, ErrorKind, Request};
 
@@ -39,24 +42,8 @@ impl RandomSource {
     pub fn custom(make: impl Fn() -> Box<dyn wasmtime_wasi::Rng + Send> + Send + Sync + 'static) -> Self {
         RandomSource(Arc::new(make))
     }
-    fn make(&self) -> Box<dyn wasmtime_wasi::Rng + Send> {
+    pub(crate) fn make(&self) -> Box<dyn wasmtime_wasi::Rng + Send> {
         (self.0)()
-    }
-}
-
-/// The WASI monotonic clock, read from tokio's clock so that a module's notion of "now"
-/// agrees with its sleeps (which wasmtime-wasi runs on tokio timers). Under tokio's paused
-/// test clock, backoffs are then exact and take no real time.
-struct TokioClock {
-    origin: tokio::time::Instant,
-}
-
-impl HostMonotonicClock for TokioClock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -101,15 +88,7 @@ impl CallState {
         registry: Arc<dyn Registry>,
         random: &RandomSource,
     ) -> Self {
-        // Nothing is inherited: no env, args, preopens, network, and stdio is a sink.
-        let wasi = WasiCtxBuilder::new()
-            .monotonic_clock(TokioClock { origin: tokio::time::Instant::now() })
-            .secure_random(random.make())
-            .insecure_random(random.make())
-            .allow_ip_name_lookup(false)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .build();
+        let wasi = imports::wasi_context(random);
         let limits = StoreLimitsBuilder::new()
             .memory_size(runtime.limits.memory_bytes)
             .trap_on_grow_failure(true)

@@ -6,12 +6,12 @@ use async_trait::async_trait;
 use wasmtime::component::Resource;
 use wasmtime::Store;
 
-use super::bindings::Middleware;
 use super::engine::Runtime;
 use super::module::Module;
 use super::pool::StorePool;
 use super::registry::{EmptyRegistry, Registry};
 use super::sandbox::{CallState, RandomSource};
+use super::wit::Middleware;
 use crate::provider::Provider;
 use crate::types::{Error, Request, Response};
 
@@ -126,7 +126,7 @@ impl Stack {
         for (i, layer) in self.modules.iter().enumerate() {
             store.data_mut().current = i;
             let instance = store.data().instances[i].clone();
-            match instance.arc_llm_module().call_configure(&mut store, &layer.config).await {
+            match instance.call_configure(&mut store, &layer.config).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => {
                     return Err(Error::config(
@@ -146,7 +146,7 @@ impl Stack {
             return Ok(self.inner.name().to_string());
         }
         let (mut store, outer) = self.checkout().await?;
-        let name = outer.arc_llm_provider().call_name(&mut store).await;
+        let name = outer.call_name(&mut store).await;
         let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
         self.checkin(store);
         Ok(name)
@@ -158,7 +158,7 @@ impl Stack {
             return Ok(self.inner.model_name().to_string());
         }
         let (mut store, outer) = self.checkout().await?;
-        let name = outer.arc_llm_provider().call_model_name(&mut store).await;
+        let name = outer.call_model_name(&mut store).await;
         let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
         self.checkin(store);
         Ok(name)
@@ -175,7 +175,7 @@ impl Provider for Stack {
         // The request goes into the store's table once; every layer gets it by handle.
         let held = store.data_mut().hold_request(request).map_err(|e| store.data_mut().trapped(0, e))?;
         let lent = Resource::new_borrow(held.rep());
-        let result = outer.arc_llm_provider().call_invoke(&mut store, lent).await;
+        let result = outer.call_invoke(&mut store, lent).await;
         let result = result.unwrap_or_else(|trap| Err(store.data_mut().trapped(0, trap)));
         if store.data_mut().drop_request(held).is_ok() {
             self.checkin(store);
@@ -196,7 +196,7 @@ impl Provider for Stack {
             return self.inner.validate_config().await;
         }
         let (mut store, outer) = self.checkout().await?;
-        let result = outer.arc_llm_provider().call_validate_config(&mut store).await;
+        let result = outer.call_validate_config(&mut store).await;
         let result = result.unwrap_or_else(|trap| Err(store.data_mut().trapped(0, trap)));
         self.checkin(store);
         result

@@ -1,0 +1,103 @@
+//! `arc:llm/provider`: a layer's import, served by the layer below it, or for the
+//! innermost layer by the native provider.
+//!
+//! There is no API to link one instance's export to another's import, so each forwarded
+//! call goes through a host function here that calls the next instance's export. Which
+//! layer is calling is `CallState::current`: calls within one store strictly nest, so
+//! [`forward`] sets it to the callee for the duration of the call.
+
+use wasmtime::component::{Linker, Resource};
+use wasmtime::StoreContextMut;
+
+use super::{HeldRequest, Import};
+use crate::runtime::sandbox::CallState;
+use crate::runtime::wit::latest::arc_llm;
+use crate::runtime::wit::Middleware;
+
+pub(super) const IMPORTS: &[Import] = &[Import { interface: "arc:llm/provider", add_to_linker }];
+
+fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(arc_llm!("provider"))?;
+    instance.func_wrap_async(
+        "invoke",
+        |mut store: StoreContextMut<'_, CallState>, (request,): (Resource<HeldRequest>,)| {
+            Box::new(async move {
+                let result = forward(
+                    &mut store,
+                    request,
+                    // The lent handle goes down as it came in: no copy of the request.
+                    async |next, store, request| next.call_invoke(store, request).await,
+                    async |store, request| {
+                        // The native provider takes the request by value: the one copy.
+                        let request = store.data().request(&request)?.clone();
+                        let inner = store.data().inner.clone();
+                        Ok(inner.invoke(request).await)
+                    },
+                )
+                .await?;
+                Ok((result,))
+            })
+        },
+    )?;
+    instance.func_wrap_async("name", |mut store: StoreContextMut<'_, CallState>, (): ()| {
+        Box::new(async move {
+            let name = forward(
+                &mut store,
+                (),
+                async |next, store, ()| next.call_name(store).await,
+                async |store, ()| Ok(store.data().inner.name().to_string()),
+            )
+            .await?;
+            Ok((name,))
+        })
+    })?;
+    instance.func_wrap_async("model-name", |mut store: StoreContextMut<'_, CallState>, (): ()| {
+        Box::new(async move {
+            let name = forward(
+                &mut store,
+                (),
+                async |next, store, ()| next.call_model_name(store).await,
+                async |store, ()| Ok(store.data().inner.model_name().to_string()),
+            )
+            .await?;
+            Ok((name,))
+        })
+    })?;
+    instance.func_wrap_async("validate-config", |mut store: StoreContextMut<'_, CallState>, (): ()| {
+        Box::new(async move {
+            let result = forward(
+                &mut store,
+                (),
+                async |next, store, ()| next.call_validate_config(store).await,
+                async |store, ()| {
+                    let inner = store.data().inner.clone();
+                    Ok(inner.validate_config().await)
+                },
+            )
+            .await?;
+            Ok((result,))
+        })
+    })?;
+    Ok(())
+}
+
+/// Serves one `provider` function for the calling layer, with `arg`. When a layer is below
+/// the caller, runs `next_layer` on its instance with that layer marked as running (its
+/// imports are attributed to it and its CPU time charged to it), then restores the caller;
+/// a trap there unwinds the whole call. When the caller is innermost, runs `native`, which
+/// calls the inner provider.
+async fn forward<A, R>(
+    store: &mut StoreContextMut<'_, CallState>,
+    arg: A,
+    next_layer: impl AsyncFnOnce(&Middleware, &mut StoreContextMut<'_, CallState>, A) -> wasmtime::Result<R>,
+    native: impl AsyncFnOnce(&mut StoreContextMut<'_, CallState>, A) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    let next = store.data().current + 1;
+    let Some(instance) = store.data().instances.get(next).cloned() else {
+        return native(store, arg).await;
+    };
+    let caller = std::mem::replace(&mut store.data_mut().current, next);
+    let result = next_layer(&instance, store, arg).await;
+    store.data_mut().current = caller;
+    result.map_err(|trap| store.data_mut().unwind(next, trap))
+}
