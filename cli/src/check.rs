@@ -12,7 +12,10 @@ pub async fn run(file: &Path, config: &str) -> anyhow::Result<()> {
     let runtime = Runtime::shared()?;
     let module = runtime.load_module_file(&name, file, &table).await.map_err(NotAModule)?;
     println!("{}: a valid arcllm module", file.display());
-    println!("  world:   {} (exports arc:llm/provider, arc:llm/module)", arcllm::runtime::bindings::WORLD);
+    println!(
+        "  world:   arc:llm/middleware@{} (exports arc:llm/provider, arc:llm/module)",
+        module.contract_version()
+    );
     println!("  sha256:  {}", module.digest().iter().map(|b| format!("{b:02x}")).collect::<String>());
     println!("  imports:");
     for import in module.imports() {

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arcllm::runtime::{EmptyRegistry, LazyRegistry, LoadError, ModuleSource, Registry, Runtime};
+use arcllm::runtime::{EmptyRegistry, LazyRegistry, LoadErrorKind, ModuleSource, Registry, Runtime};
 use arcllm::target::{ProviderName, Target, TargetError, MAX_MODEL_LEN, MAX_NAME_LEN, NAME_RULE};
 use arcllm::types::{Error, ErrorKind, Message, Request};
 use arcllm::Provider;
@@ -168,6 +168,6 @@ async fn the_fallback_module_refuses_at_load_a_chain_entry_the_host_would_refuse
     assert!(load(longest).await.is_ok());
     let too_long = format!("vllm/{}", "m".repeat(MAX_MODEL_LEN + 1));
     let error = load(too_long).await.expect_err("a model over the bound");
-    assert!(matches!(error, LoadError::Config { .. }), "{error}");
+    assert!(matches!(error.kind, LoadErrorKind::Config { .. }), "{error}");
     assert!(error.to_string().contains("is not a valid provider target"), "{error}");
 }

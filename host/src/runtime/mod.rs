@@ -14,6 +14,3 @@ pub use module::{LoadError, LoadErrorKind, Module, ModuleSource};
 pub use registry::{EmptyRegistry, LazyRegistry, Registry};
 pub use sandbox::RandomSource;
 pub use stack::Stack;
-/// The bindings of the newest version of the contract, under the name the `arcllm` binary
-/// uses.
-pub use wit::latest as bindings;
