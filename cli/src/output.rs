@@ -4,31 +4,8 @@
 //! snake_case (`end_turn`, `tool_use`, `rate_limit` …), metadata as one object whose keys
 //! keep the order modules added them in.
 
-use arcllm::types::{Error, ErrorKind, Response, StopReason};
+use arcllm::types::{Error, Response};
 use serde_json::{json, Value};
-
-/// `end_turn`, `tool_use`, `max_tokens`, `stop_sequence`, `content_filter`.
-pub fn stop_reason(reason: StopReason) -> &'static str {
-    match reason {
-        StopReason::EndTurn => "end_turn",
-        StopReason::ToolUse => "tool_use",
-        StopReason::MaxTokens => "max_tokens",
-        StopReason::StopSequence => "stop_sequence",
-        StopReason::ContentFilter => "content_filter",
-    }
-}
-
-/// `api`, `connection`, `timeout`, `config`, `parse`, `module`.
-pub fn error_kind(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::Api => "api",
-        ErrorKind::Connection => "connection",
-        ErrorKind::Timeout => "timeout",
-        ErrorKind::Config => "config",
-        ErrorKind::Parse => "parse",
-        ErrorKind::Module => "module",
-    }
-}
 
 /// The whole normalized response, in the shape the README documents.
 pub fn response(response: &Response) -> ResponseJson<'_> {
@@ -48,7 +25,7 @@ pub fn response(response: &Response) -> ResponseJson<'_> {
             reasoning_tokens: response.usage.reasoning_tokens,
         },
         model: &response.model,
-        stop_reason: stop_reason(response.stop_reason),
+        stop_reason: response.stop_reason.as_str(),
         thinking: response.thinking.as_deref(),
         metadata: Metadata(&response.metadata),
     }
@@ -88,7 +65,7 @@ struct UsageJson {
 /// A failed call as JSON: `{"error": {...}}`.
 pub fn error(error: &Error) -> Value {
     json!({"error": {
-        "kind": error_kind(error.kind),
+        "kind": error.kind.as_str(),
         "status": error.status,
         "provider": error.provider,
         "message": error.message,

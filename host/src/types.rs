@@ -84,27 +84,44 @@ impl Error {
     }
 }
 
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ErrorKind {
+    /// The contract's name for the kind (`api`, `connection`, `timeout`, `config`, `parse`,
+    /// `module`): what JSON output and logs use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
             ErrorKind::Api => "api",
             ErrorKind::Connection => "connection",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Config => "config",
             ErrorKind::Parse => "parse",
             ErrorKind::Module => "module",
-        })
+        }
     }
 }
 
-impl fmt::Display for StopReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StopReason::EndTurn => "end-turn",
-            StopReason::ToolUse => "tool-use",
-            StopReason::MaxTokens => "max-tokens",
-            StopReason::StopSequence => "stop-sequence",
-            StopReason::ContentFilter => "content-filter",
-        })
+impl StopReason {
+    /// The contract's name for the reason in snake_case (`end_turn`, `tool_use`,
+    /// `max_tokens`, `stop_sequence`, `content_filter`), as JSON output spells it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StopReason::EndTurn => "end_turn",
+            StopReason::ToolUse => "tool_use",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::StopSequence => "stop_sequence",
+            StopReason::ContentFilter => "content_filter",
+        }
     }
 }
+
+/// `Display` prints the contract's name (`as_str`).
+macro_rules! display_as_str {
+    ($($kind:ty),*) => {$(
+        impl fmt::Display for $kind {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+display_as_str!(ErrorKind, StopReason);

@@ -104,42 +104,44 @@ pub(crate) enum Middleware {
     V0_2(since_v0_2::Middleware),
 }
 
+/// Runs `$call` on the bindings of whichever version `$self` speaks: one arm per
+/// supported version.
+macro_rules! each_version {
+    ($self:expr, $instance:ident => $call:expr) => {
+        match $self {
+            Middleware::V0_2($instance) => $call,
+        }
+    };
+}
+
 impl Middleware {
     pub(crate) async fn call_invoke(
         &self,
         store: impl AsContextMut<Data = CallState>,
         request: Resource<HeldRequest>,
     ) -> wasmtime::Result<Result<Response, Error>> {
-        match self {
-            Middleware::V0_2(instance) => instance.arc_llm_provider().call_invoke(store, request).await,
-        }
+        each_version!(self, instance => instance.arc_llm_provider().call_invoke(store, request).await)
     }
 
     pub(crate) async fn call_name(
         &self,
         store: impl AsContextMut<Data = CallState>,
     ) -> wasmtime::Result<String> {
-        match self {
-            Middleware::V0_2(instance) => instance.arc_llm_provider().call_name(store).await,
-        }
+        each_version!(self, instance => instance.arc_llm_provider().call_name(store).await)
     }
 
     pub(crate) async fn call_model_name(
         &self,
         store: impl AsContextMut<Data = CallState>,
     ) -> wasmtime::Result<String> {
-        match self {
-            Middleware::V0_2(instance) => instance.arc_llm_provider().call_model_name(store).await,
-        }
+        each_version!(self, instance => instance.arc_llm_provider().call_model_name(store).await)
     }
 
     pub(crate) async fn call_validate_config(
         &self,
         store: impl AsContextMut<Data = CallState>,
     ) -> wasmtime::Result<Result<(), Error>> {
-        match self {
-            Middleware::V0_2(instance) => instance.arc_llm_provider().call_validate_config(store).await,
-        }
+        each_version!(self, instance => instance.arc_llm_provider().call_validate_config(store).await)
     }
 
     pub(crate) async fn call_configure(
@@ -147,8 +149,6 @@ impl Middleware {
         store: impl AsContextMut<Data = CallState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        match self {
-            Middleware::V0_2(instance) => instance.arc_llm_module().call_configure(store, config).await,
-        }
+        each_version!(self, instance => instance.arc_llm_module().call_configure(store, config).await)
     }
 }
