@@ -3,6 +3,7 @@
 //!
 //! - [`types`]: the data model (`arc:llm/types` in `wit/v0.2/arcllm.wit`);
 //! - [`Provider`]: what a native adapter, a stack of modules, and a test double all are;
+//! - [`stream`]: the events of a streamed answer, and how they fold into a response;
 //! - [`runtime`]: loads modules and stacks them into a [`runtime::Stack`];
 //! - [`adapters`]: the native HTTP adapters at the bottom of every stack;
 //! - [`providers`]: provider files and the catalog that creates adapters by name;
@@ -16,6 +17,7 @@ pub mod model;
 pub mod provider;
 pub mod providers;
 pub mod runtime;
+pub mod stream;
 pub mod target;
 pub mod types;
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::stream::{self, EventStream};
 use crate::types::{Error, Request, Response};
 
 /// An LLM provider: turns a [`Request`] into a [`Response`] or a typed [`Error`].
@@ -15,6 +16,16 @@ use crate::types::{Error, Request, Response};
 pub trait Provider: Send + Sync + 'static {
     /// Sends one request.
     async fn invoke(&self, request: Request) -> Result<Response, Error>;
+
+    /// Sends one request and streams the answer as it arrives. An `Err` here means no
+    /// answer started (nothing was delivered); a failure after that is the stream's last
+    /// item.
+    ///
+    /// By default the answer is buffered: `invoke`, then its response replayed as events,
+    /// so every provider can be called this way.
+    async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
+        Ok(stream::from_response(self.invoke(request).await?))
+    }
 
     /// The provider's name, e.g. `anthropic`.
     fn name(&self) -> &str;
@@ -32,6 +43,9 @@ pub trait Provider: Send + Sync + 'static {
 impl<P: Provider + ?Sized> Provider for Arc<P> {
     async fn invoke(&self, request: Request) -> Result<Response, Error> {
         (**self).invoke(request).await
+    }
+    async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
+        (**self).invoke_stream(request).await
     }
     fn name(&self) -> &str {
         (**self).name()

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -66,6 +66,7 @@ pub(crate) struct Reply {
 }
 
 /// An adapter's connection to its vendor.
+#[derive(Clone)]
 pub(crate) struct HttpClient {
     client: reqwest::Client,
     provider: String,
@@ -151,6 +152,67 @@ impl HttpClient {
         Ok(Reply { headers: response.headers().clone(), body })
     }
 
+    /// POSTs `body` as JSON to `url` for a streamed answer: a 2xx reply whose body is read
+    /// as it arrives, or the typed error for anything else, read from the error body as in
+    /// [`post_json`](Self::post_json).
+    ///
+    /// `timeout_seconds` bounds the wait for the answer to begin and each wait for the next
+    /// piece of it, not the whole stream: a long answer that keeps arriving is not cut off.
+    pub async fn post_stream(&self, url: &str, body: &Value) -> Result<StreamReply, Error> {
+        let payload = serde_json::to_vec(body)
+            .map_err(|e| self.error(ErrorKind::Parse, format!("cannot encode the request: {e}")))?;
+        let send = self
+            .client
+            .post(url)
+            .headers(self.headers.clone())
+            .header(ACCEPT, HeaderValue::from_static("text/event-stream"))
+            // Replaces the client's whole-call deadline; the waits are bounded below.
+            .timeout(STREAM_DEADLINE)
+            .body(payload)
+            .send();
+        let mut response = match tokio::time::timeout(self.timeout, send).await {
+            Ok(sent) => {
+                sent.map_err(|e| self.transport_error(&e, "sending the request and awaiting the answer"))?
+            }
+            Err(_) => return Err(self.timed_out("awaiting the answer")),
+        };
+        let status = response.status();
+        tracing::debug!(provider = %self.provider, %url, status = status.as_u16(), "vendor answered a streaming call");
+        if !status.is_success() {
+            let limit = self.max_response_bytes.min(ERROR_BODY_BYTES);
+            let read = tokio::time::timeout(self.timeout, read_bounded(&mut response, limit)).await;
+            let body = match read {
+                Ok(Ok(body) | Err(BodyError::TooLarge(body)) | Err(BodyError::Transport(_, body))) => body,
+                Err(_) => Vec::new(),
+            };
+            return Err(self.api_error(status, response.headers(), &body));
+        }
+        Ok(StreamReply {
+            headers: response.headers().clone(),
+            body: BodyStream { response, http: self.clone() },
+        })
+    }
+
+    /// The most bytes one response (or one streamed event) may take.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// `text` (a piece of a streamed answer) without the key, should the vendor echo it.
+    pub fn scrub(&self, text: String) -> String {
+        match &self.secret {
+            Some(key) if !key.expose().is_empty() && text.contains(key.expose()) => self.redact(&text),
+            _ => text,
+        }
+    }
+
+    fn timed_out(&self, doing: &str) -> Error {
+        self.error(
+            ErrorKind::Timeout,
+            format!("timed out while {doing} (timeout_seconds = {})", self.timeout.as_secs_f64()),
+        )
+    }
+
     /// A `parse` error: a 2xx body that is not the vendor's schema.
     pub fn parse_error(&self, what: impl std::fmt::Display, body: &[u8]) -> Error {
         // Enough bytes for the excerpt and any key straddling its end, not megabytes.
@@ -221,6 +283,59 @@ impl HttpClient {
                 text.replace(key.expose(), "***")
             }
             _ => text.to_string(),
+        }
+    }
+}
+
+/// How long a streaming call may last in reqwest's eyes: in effect no limit, since
+/// [`HttpClient::post_stream`] bounds each wait itself.
+const STREAM_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A 2xx answer to a streaming call; its body not read yet.
+pub(crate) struct StreamReply {
+    pub headers: HeaderMap,
+    pub body: BodyStream,
+}
+
+impl StreamReply {
+    /// Whether the vendor answered with a JSON body instead of an event stream (a server
+    /// that ignores `"stream": true`).
+    pub fn is_json(&self) -> bool {
+        self.headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+    }
+}
+
+/// The body of a streamed answer, read a chunk at a time. Dropping it closes the
+/// connection, which cancels the call at the vendor.
+pub(crate) struct BodyStream {
+    response: reqwest::Response,
+    http: HttpClient,
+}
+
+impl BodyStream {
+    /// The next bytes of the body, `None` at its end; waiting longer than `timeout_seconds`
+    /// for them is a `timeout` error, a broken connection a `connection` error.
+    pub async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, Error> {
+        match tokio::time::timeout(self.http.timeout, self.response.chunk()).await {
+            Ok(Ok(chunk)) => Ok(chunk),
+            Ok(Err(e)) => Err(self.http.transport_error(&e, "reading the streamed answer")),
+            Err(_) => Err(self.http.timed_out("waiting for the next part of the streamed answer")),
+        }
+    }
+
+    /// The whole body, within `max_response_bytes`.
+    pub async fn read_to_end(mut self) -> Result<Vec<u8>, Error> {
+        let http = &self.http;
+        let read =
+            tokio::time::timeout(http.timeout, read_bounded(&mut self.response, http.max_response_bytes));
+        match read.await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(BodyError::TooLarge(partial))) => Err(http.too_large(&partial)),
+            Ok(Err(BodyError::Transport(e, _))) => Err(http.transport_error(&e, "reading the response body")),
+            Err(_) => Err(http.timed_out("reading the response body")),
         }
     }
 }

@@ -12,10 +12,18 @@
 //! Requests that cannot be expressed in the vendor's format (tool-call arguments that are
 //! not a JSON object, a tool-use block in a user message, ...) fail before anything is
 //! sent, with an error of kind `parse` that says which message or tool call is at fault.
+//!
+//! Streaming (`Provider::invoke_stream`): the same body with `"stream": true`; a non-2xx
+//! answer is the same typed error as without streaming, and the vendor's server-sent events
+//! become [`StreamEvent`]s ([`sse`] frames them, each format maps them). The stream ends
+//! with an error of kind `connection` if the body ends before the vendor's terminal event or
+//! the connection breaks, `parse` for an event that is not the vendor's schema, `api` for an
+//! error event, and `timeout` if the vendor falls silent for `timeout_seconds`.
 
 mod anthropic;
 pub mod http;
 mod openai;
+pub mod sse;
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,6 +36,7 @@ use openai::OpenAiAdapter;
 
 use crate::provider::Provider;
 use crate::providers::{ApiFormat, MaxTokensParam, ProviderConfig, ProviderConfigError};
+use crate::stream::{self, EventStream, StreamEvent};
 use crate::types::{Error, ErrorKind, Request, Response};
 
 /// `max_tokens` when neither the request nor the model's settings give one.
@@ -95,9 +104,23 @@ pub fn build_with_env(
 /// Everything else about an adapter (posting, errors, identity) is shared, in
 /// [`HttpAdapter`].
 pub(crate) trait WireFormat: Send + Sync + 'static {
+    /// The vendor's server-sent events, read into [`StreamEvent`]s.
+    type Events: sse::EventMapper;
+
     fn endpoint(&self) -> &Endpoint;
     fn body(&self, request: &Request) -> Result<Value, Error>;
     fn response(&self, headers: &HeaderMap, body: &[u8]) -> Result<Response, Error>;
+
+    /// The body of a streaming call: [`body`](Self::body) asking for a stream (whatever
+    /// `options.extra` says about streaming).
+    fn stream_body(&self, request: &Request) -> Result<Value, Error> {
+        let mut body = self.body(request)?;
+        body["stream"] = Value::Bool(true);
+        Ok(body)
+    }
+
+    /// A mapper for one streamed answer, which came with `headers`.
+    fn events(&self, headers: &HeaderMap) -> Self::Events;
 }
 
 /// A [`Provider`] over HTTP for one [`WireFormat`]: encode, POST, decode.
@@ -112,6 +135,18 @@ impl<W: WireFormat> Provider for HttpAdapter<W> {
         self.0.response(&reply.headers, &reply.body)
     }
 
+    async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
+        let body = self.0.stream_body(&request)?;
+        let endpoint = self.0.endpoint();
+        let reply = endpoint.http.post_stream(&endpoint.url, &body).await?;
+        if reply.is_json() {
+            let body = reply.body.read_to_end().await?;
+            return Ok(stream::from_response(self.0.response(&reply.headers, &body)?));
+        }
+        let mapping = sse::Mapping::new(self.0.events(&reply.headers), endpoint.http.max_response_bytes());
+        Ok(sse::live(reply.body, mapping))
+    }
+
     fn name(&self) -> &str {
         &self.0.endpoint().provider
     }
@@ -122,6 +157,39 @@ impl<W: WireFormat> Provider for HttpAdapter<W> {
 
     async fn validate_config(&self) -> Result<(), Error> {
         self.0.endpoint().validate()
+    }
+}
+
+/// An adapter's reading of server-sent events without the HTTP: the items
+/// [`Provider::invoke_stream`] would yield for an SSE body held in memory. For replaying
+/// recorded vendor streams and for measuring the mapping on its own.
+pub struct SseReplay(Box<dyn Replay>);
+
+impl SseReplay {
+    /// The reading of the adapter `config` creates for `model` (the provider's
+    /// `default_model` when `None`). Needs no API key.
+    pub fn new(config: &ProviderConfig, model: Option<&str>) -> Result<Self, Error> {
+        let model = model.unwrap_or(&config.provider.default_model);
+        Ok(SseReplay(match config.provider.api_format {
+            ApiFormat::AnthropicMessages => Box::new(AnthropicAdapter::new(config, model, None)?),
+            ApiFormat::OpenaiChat => Box::new(OpenAiAdapter::new(config, model, None)?),
+        }))
+    }
+
+    /// The stream's items for a body read in `chunks`, up to and including the first error.
+    pub fn replay<'a>(&self, chunks: impl IntoIterator<Item = &'a [u8]>) -> Vec<Result<StreamEvent, Error>> {
+        self.0.replay(&mut chunks.into_iter())
+    }
+}
+
+trait Replay: Send + Sync {
+    fn replay(&self, chunks: &mut dyn Iterator<Item = &[u8]>) -> Vec<Result<StreamEvent, Error>>;
+}
+
+impl<W: WireFormat> Replay for W {
+    fn replay(&self, chunks: &mut dyn Iterator<Item = &[u8]>) -> Vec<Result<StreamEvent, Error>> {
+        let http = &self.endpoint().http;
+        sse::Mapping::new(self.events(&HeaderMap::new()), http.max_response_bytes()).replay(chunks)
     }
 }
 
