@@ -30,8 +30,11 @@ pub struct Args {
     config: Option<PathBuf>,
     /// Print the whole normalized response (usage, metadata) as JSON on stdout; a failed
     /// call prints `{"error": {...}}` instead (see the README for the shape).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stream")]
     json: bool,
+    /// Print the answer's text as it arrives (logs stay on stderr).
+    #[arg(long)]
+    stream: bool,
     /// Most output tokens.
     #[arg(long)]
     max_tokens: Option<u32>,
@@ -58,7 +61,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let model = builder.build().await?;
     let options = Options { max_tokens: args.max_tokens, ..Options::default() };
-    let result = model.invoke(vec![Message::user(args.prompt)], vec![], options).await;
+    let messages = vec![Message::user(args.prompt)];
+    if args.stream {
+        return stream(&model, messages, options).await.map_err(|error| {
+            CallFailed(format!("calling {provider}: {}", output::error_line(&error))).into()
+        });
+    }
+    let result = model.invoke(messages, vec![], options).await;
     match result {
         Ok(response) if args.json => {
             println!("{}", serde_json::to_string_pretty(&output::response(&response))?)
@@ -71,6 +80,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             return Err(CallFailed(format!("calling {provider}: {}", output::error_line(&error))).into());
         }
     }
+    Ok(())
+}
+
+/// Prints text deltas to stdout as they arrive, flushing each; a failure mid-stream ends
+/// the line and is returned (what was printed stays printed).
+async fn stream(
+    model: &arcllm::Model,
+    messages: Vec<Message>,
+    options: Options,
+) -> Result<(), arcllm::types::Error> {
+    use arcllm::stream::StreamEvent;
+    use futures_util::StreamExt;
+    use std::io::Write;
+    let mut events = model.invoke_stream(messages, vec![], options).await?;
+    let mut stdout = std::io::stdout().lock();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(StreamEvent::TextDelta(text)) => {
+                let _ = stdout.write_all(text.as_bytes());
+                let _ = stdout.flush();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                let _ = writeln!(stdout);
+                return Err(error);
+            }
+        }
+    }
+    let _ = writeln!(stdout);
     Ok(())
 }
 

@@ -209,3 +209,19 @@ fn configuration_errors_exit_2_and_are_printed_once() {
     assert!(err.contains("max_retries must be an integer >= 0"), "{err}");
     assert_eq!(err.matches("max_retries must be an integer").count(), 1, "printed twice: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invoke_stream_prints_the_text_of_a_streamed_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sse = concat!(
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"local-model\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"local-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"streamed \"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"local-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"local-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let config = local_vendor(dir.path(), 200, sse, "text/event-stream").await;
+    let out = run(&["invoke", "--config", &config, "--stream", "hello"]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "streamed hello\n");
+}

@@ -564,3 +564,27 @@ async fn fallback_targets_are_bare_adapters_made_by_name_from_the_catalog_when_f
     assert_eq!(backup.requests()[0].path, "/v1/chat/completions");
     assert_eq!(backup.requests()[0].json["model"], "backup-model");
 }
+
+#[tokio::test]
+async fn through_modules_a_stream_is_the_whole_answer_replayed_as_events() {
+    use arcllm::stream::{Collector, StreamEvent};
+    use futures_util::StreamExt;
+    let server = MockServer::start(Canned::status(503, r#"{"error":{"message":"down"}}"#)).await;
+    let backup = ok_server().await;
+    let ws = Workspace::new(&[("primary", &server.url), ("backup", &backup.url)]);
+    let model = load_model("primary")
+        .config(ws.config("[modules.fallback]\nenabled = true\nchain = [\"backup\"]\n"))
+        .build()
+        .await
+        .unwrap();
+    let events: Vec<_> =
+        model.invoke_stream(messages(), vec![], Options::default()).await.expect("stream").collect().await;
+    let events: Vec<StreamEvent> = events.into_iter().map(|e| e.expect("event")).collect();
+    assert!(events.iter().any(|e| matches!(e, StreamEvent::TextDelta(t) if t == "hi there")), "{events:?}");
+    let mut collector = Collector::new();
+    events.into_iter().for_each(|e| collector.push(e));
+    let streamed = collector.finish();
+    let whole = model.invoke(messages(), vec![], Options::default()).await.unwrap();
+    assert_eq!(streamed.content, whole.content);
+    assert_eq!(streamed.metadata_value("arcllm.fallback.provider"), Some("backup"));
+}

@@ -28,6 +28,7 @@ pub use setting::{plan, PlannedModule, Setting};
 pub use snapshot::{Snapshot, Sources, StackEntry};
 pub use watch::{WatchError, WatchHandle, WatchStatus, DEFAULT_DEBOUNCE};
 
+use crate::stream::EventStream;
 use crate::types::{Error, Message, Options, Request, Response, ToolDefinition};
 use crate::Provider;
 use assemble::Recipe;
@@ -62,6 +63,20 @@ impl Model {
         // Take the snapshot once: the call finishes on it even if it is replaced meanwhile.
         let snapshot = self.current.load_full();
         snapshot.invoke(request).await
+    }
+
+    /// Sends `messages` through the stack and returns the answer as a stream of events
+    /// (see [`crate::stream`]): text as the vendor sends it when no module is enabled; with
+    /// modules, the answer once the stack has it, replayed as events (modules speak
+    /// contract 0.2, which has no streams).
+    pub async fn invoke_stream(
+        &self,
+        messages: Vec<Message>,
+        tools: Vec<ToolDefinition>,
+        options: Options,
+    ) -> Result<EventStream, Error> {
+        let snapshot = self.current.load_full();
+        snapshot.invoke_stream(Request { messages, tools, options }).await
     }
 
     /// The stack calls start on now. Holding it keeps that version alive (and callable)
@@ -148,6 +163,9 @@ impl Model {
 impl Provider for Model {
     async fn invoke(&self, request: Request) -> Result<Response, Error> {
         self.invoke_request(request).await
+    }
+    async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
+        self.current.load_full().invoke_stream(request).await
     }
     fn name(&self) -> &str {
         self.recipe.provider.as_deref().unwrap_or_default()

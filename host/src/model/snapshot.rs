@@ -8,6 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::runtime::{Module, ModuleSource};
+use crate::stream::EventStream;
 use crate::types::{Error, Options, Request, Response};
 use crate::Provider;
 
@@ -114,6 +115,13 @@ impl Provider for Snapshot {
     async fn invoke(&self, mut request: Request) -> Result<Response, Error> {
         self.defaults.apply(&mut request.options);
         self.provider.invoke(request).await
+    }
+    /// Streams from the bare adapter as the vendor sends; through modules, which speak
+    /// contract 0.2 (no streams), the call is made whole and its answer replayed as events,
+    /// so retry and fallback act on it exactly as on a non-streaming call.
+    async fn invoke_stream(&self, mut request: Request) -> Result<EventStream, Error> {
+        self.defaults.apply(&mut request.options);
+        self.provider.invoke_stream(request).await
     }
     fn name(&self) -> &str {
         self.provider.name()
