@@ -10,6 +10,8 @@
 //! - [`target`]: how a provider is named (`name` or `name/model`), checked in one place;
 //! - [`builtin`]: the embedded retry, fallback and passthrough modules.
 
+#![warn(missing_docs)]
+
 pub mod adapters;
 pub mod builtin;
 pub mod config;

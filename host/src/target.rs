@@ -53,6 +53,7 @@ impl ProviderName {
             && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     }
 
+    /// The name as written, for lookups and messages.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -156,12 +157,24 @@ pub enum TargetError {
     #[error(
         "`{target}` is not a valid provider target: expected `name` or `name/model`, name matching {NAME_RULE}"
     )]
-    Malformed { target: String, name: String },
+    Malformed {
+        /// The target as given (shortened if it was very long).
+        target: String,
+        /// The part before the first `/` (shortened likewise).
+        name: String,
+    },
     /// The model part is longer than [`MAX_MODEL_LEN`].
     #[error(
         "`{target}` is not a valid provider target: its model is {len} bytes long, at most {MAX_MODEL_LEN} are allowed"
     )]
-    ModelTooLong { target: String, name: String, len: usize },
+    ModelTooLong {
+        /// The target as given (shortened if it was very long).
+        target: String,
+        /// The provider name part, valid.
+        name: String,
+        /// The model part's length, in bytes.
+        len: usize,
+    },
 }
 
 impl TargetError {

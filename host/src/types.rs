@@ -17,12 +17,15 @@ impl Message {
     pub fn text(role: Role, text: impl Into<String>) -> Self {
         Message { role, content: Content::Text(text.into()) }
     }
+    /// A system message with plain text content.
     pub fn system(text: impl Into<String>) -> Self {
         Self::text(Role::System, text)
     }
+    /// A user message with plain text content.
     pub fn user(text: impl Into<String>) -> Self {
         Self::text(Role::User, text)
     }
+    /// An assistant message with plain text content.
     pub fn assistant(text: impl Into<String>) -> Self {
         Self::text(Role::Assistant, text)
     }

@@ -255,6 +255,24 @@ fn syntax_errors_name_line_and_column() {
 }
 
 #[test]
+fn unreadable_and_missing_config_files_keep_their_cause() {
+    let ws = Workspace::new(&[]);
+    // A directory where the file should be: the OS refuses the read.
+    let error = Config::from_file(ws.dir.path()).unwrap_err();
+    let ConfigError::Read { ref file, .. } = error else { panic!("expected a read error, got {error}") };
+    assert_eq!(file, ws.dir.path());
+    let cause = std::error::Error::source(&error).expect("the I/O error is the source");
+    assert!(cause.downcast_ref::<std::io::Error>().is_some(), "{cause:?}");
+    assert!(error.to_string().contains("cannot read the config file"), "{error}");
+
+    let absent = ws.dir.path().join("absent.toml");
+    let error = Config::locate(Some(&absent)).unwrap_err();
+    assert!(matches!(&error, ConfigError::Missing { rule: "--config", .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.contains("cannot read the config file: no such file (named by --config)"), "{text}");
+}
+
+#[test]
 fn unknown_and_invalid_keys_are_named() {
     let ws = Workspace::new(&[]);
     let cases = [

@@ -137,8 +137,11 @@ fn providers_dir_is_relative_to_the_config_file() {
     let catalog = ProviderCatalog::for_config_file(&config_file, None).expect("load");
     assert_eq!(catalog.names(), ProviderCatalog::builtin().unwrap().names());
 
-    let error = ProviderCatalog::for_config_file(&config_file, Some("missing")).unwrap_err().to_string();
+    let error = ProviderCatalog::for_config_file(&config_file, Some("missing")).unwrap_err();
+    assert!(matches!(error, ProviderConfigError::NotADirectory { .. }), "{error}");
+    let error = error.to_string();
     assert!(error.contains("providers_dir") && error.contains("missing"), "{error}");
+    assert!(error.contains("is not a directory"), "{error}");
 }
 
 #[test]

@@ -48,6 +48,8 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 pub struct ApiKey(String);
 
 impl ApiKey {
+    /// Wraps a key read from the environment (or given by an embedder) so it cannot be
+    /// printed by accident.
     pub fn new(value: impl Into<String>) -> Self {
         ApiKey(value.into())
     }

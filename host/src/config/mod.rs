@@ -40,7 +40,9 @@ pub enum ModuleCode {
 /// One `[modules.<name>]` table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModuleConfig {
+    /// Whether the module runs unless a call says otherwise.
     pub enabled: bool,
+    /// Where its code comes from.
     pub code: ModuleCode,
     /// The table handed to the module at load, without arcllm's own keys.
     pub table: serde_json::Map<String, serde_json::Value>,
@@ -63,6 +65,7 @@ pub struct Config {
     pub providers_dir: Option<String>,
     /// The stack, outermost first.
     pub order: Vec<String>,
+    /// Every `[modules.<name>]` table, by name.
     pub modules: BTreeMap<String, ModuleConfig>,
     /// What the file has that arcllm accepts but does not act on (a disabled table for a
     /// module that does not exist, an ArcLLM section it does not implement), one sentence
@@ -77,6 +80,7 @@ pub struct Config {
 /// Where a user config file was found, and by which rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Located {
+    /// The file.
     pub path: PathBuf,
     /// `--config`, `ARCLLM_CONFIG`, `./arcllm.toml` or `XDG_CONFIG_HOME`.
     pub rule: &'static str,
@@ -91,7 +95,7 @@ impl Config {
     /// The embedded default overlaid with the file at `path`.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Read { file: path.to_path_buf(), reason: e.to_string() })?;
+            .map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
         Self::from_toml(&text, path)
     }
 
@@ -118,7 +122,7 @@ impl Config {
             if path.is_file() {
                 Ok(Some(Located { path, rule }))
             } else {
-                Err(ConfigError::Read { file: path, reason: format!("no such file (named by {rule})") })
+                Err(ConfigError::Missing { file: path, rule })
             }
         };
         if let Some(path) = explicit {

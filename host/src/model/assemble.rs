@@ -150,12 +150,12 @@ impl Recipe {
             let providers_dir = recipe.providers_dir(&config);
             Ok((config, catalog, providers_dir))
         });
-        read.await.map_err(|e| {
+        read.await.map_err(|source| {
             let file = match &self.config {
                 ConfigInput::File(file) => file.clone(),
                 _ => "<config>".into(),
             };
-            BuildError::Config(ConfigError::Read { file, reason: format!("the reading task failed: {e}") })
+            BuildError::Config(ConfigError::ReadTask { file, source })
         })?
     }
 

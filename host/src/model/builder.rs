@@ -27,8 +27,10 @@ pub fn load_model(provider: &str) -> ModelBuilder {
 /// Why a model could not be built (or reloaded).
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// config.toml (or a per-call setting) is at fault.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A provider file or the providers directory is at fault.
     #[error(transparent)]
     Providers(#[from] ProviderConfigError),
     /// The catalog could not create the adapter (unknown provider, missing key, ...). The
@@ -36,6 +38,7 @@ pub enum BuildError {
     /// whole record; the record itself stays reachable as the source.
     #[error("{}", .0.summary())]
     Provider(#[source] Error),
+    /// The wasm runtime could not be created or could not stack the modules.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }

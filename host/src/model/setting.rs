@@ -48,8 +48,11 @@ impl From<Value> for Setting {
 /// A module that will run, with the table it gets.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedModule {
+    /// The module's name in config.toml.
     pub name: String,
+    /// Where its code comes from.
     pub code: ModuleCode,
+    /// The table it is loaded with: config.toml's, overlaid with the call's.
     pub table: Map<String, Value>,
 }
 

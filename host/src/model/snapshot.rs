@@ -15,7 +15,9 @@ use crate::Provider;
 /// One module of a model's stack, as loaded.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StackEntry {
+    /// The module's name in config.toml.
     pub name: String,
+    /// Where its code was loaded from.
     pub source: ModuleSource,
     /// The table the module was configured with.
     pub table: serde_json::Map<String, serde_json::Value>,

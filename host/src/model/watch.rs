@@ -28,12 +28,21 @@ const MAX_DEBOUNCES: u32 = 10;
 /// Why a watcher could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
+    /// The reload task needs a tokio runtime to run on, and there is none current.
     #[error("watching a model needs a tokio runtime: call `watch` from within one")]
     NoRuntime,
+    /// The operating system's file watcher could not be created.
     #[error("could not start the file watcher: {0}")]
-    Start(String),
-    #[error("cannot watch {}: {reason}", path.display())]
-    Path { path: PathBuf, reason: String },
+    Start(#[source] notify::Error),
+    /// A directory holding a watched file could not be watched.
+    #[error("cannot watch {}: {source}", path.display())]
+    Path {
+        /// The directory.
+        path: PathBuf,
+        /// Why the watcher refused it.
+        #[source]
+        source: notify::Error,
+    },
 }
 
 /// What a watcher has done so far, for programs (and tests) that want to follow it.
@@ -74,11 +83,11 @@ pub(super) fn start(model: &Arc<Model>, debounce: Duration) -> Result<WatchHandl
         // The receiver is gone only when the watcher is stopping.
         let _ = events_tx.send(event);
     })
-    .map_err(|e| WatchError::Start(e.to_string()))?;
+    .map_err(WatchError::Start)?;
     let mut watched = Watched { watcher, dirs: BTreeSet::new(), targets: Targets::default() };
     watched
         .follow(Targets::of(&[model.sources()]))
-        .map_err(|(path, reason)| WatchError::Path { path, reason })?;
+        .map_err(|(path, source)| WatchError::Path { path, source })?;
     let (status_tx, status) = watch::channel(WatchStatus::default());
     let debounce = debounce.max(Duration::from_millis(1));
     let task = runtime.spawn(run(Arc::downgrade(model), watched, events, status_tx, debounce));
@@ -161,7 +170,7 @@ struct Watched {
 impl Watched {
     /// Watches the directories `targets` needs and no others. Keeps going past a directory
     /// that cannot be watched (it may not exist yet) and reports the first such.
-    fn follow(&mut self, targets: Targets) -> Result<(), (PathBuf, String)> {
+    fn follow(&mut self, targets: Targets) -> Result<(), (PathBuf, notify::Error)> {
         let wanted = targets.dirs();
         for gone in self.dirs.difference(&wanted) {
             // It may be gone from disk already, which ends its watch anyway.
@@ -172,7 +181,7 @@ impl Watched {
         for dir in wanted {
             if !self.dirs.contains(&dir) {
                 if let Err(e) = self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
-                    first_error.get_or_insert((dir, e.to_string()));
+                    first_error.get_or_insert((dir, e));
                     continue;
                 }
             }

@@ -75,8 +75,10 @@ impl fmt::Display for ApiFormat {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaxTokensParam {
+    /// `max_tokens`: what OpenAI-compatible servers understand.
     #[default]
     MaxTokens,
+    /// `max_completion_tokens`: what OpenAI's own API wants.
     MaxCompletionTokens,
 }
 
@@ -94,6 +96,7 @@ impl MaxTokensParam {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
+    /// The wire format the provider speaks, which picks the adapter.
     pub api_format: ApiFormat,
     /// Scheme, host and optional path prefix; `/v1/...` is appended. https unless the host is
     /// loopback.
@@ -144,15 +147,19 @@ fn default_max_response_bytes() -> u64 {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
+    /// Input plus output tokens the model accepts.
     #[serde(default)]
     pub context_window: Option<u64>,
     /// Used as `max_tokens` when the request sets none.
     #[serde(default)]
     pub max_output_tokens: Option<u32>,
+    /// Whether the model can call tools.
     #[serde(default)]
     pub supports_tools: bool,
+    /// Whether the model accepts images.
     #[serde(default)]
     pub supports_vision: bool,
+    /// Whether the model has an extended-thinking mode.
     #[serde(default)]
     pub supports_thinking: bool,
     /// Informational, as in ArcLLM's files (`["text", "image"]`).
@@ -161,10 +168,13 @@ pub struct ModelSettings {
     /// US dollars per million input tokens.
     #[serde(default)]
     pub cost_input_per_1m: Option<f64>,
+    /// US dollars per million output tokens.
     #[serde(default)]
     pub cost_output_per_1m: Option<f64>,
+    /// US dollars per million input tokens read from the prompt cache.
     #[serde(default)]
     pub cost_cache_read_per_1m: Option<f64>,
+    /// US dollars per million input tokens written to the prompt cache.
     #[serde(default)]
     pub cost_cache_write_per_1m: Option<f64>,
 }
@@ -185,7 +195,9 @@ pub struct ProviderConfig {
     pub name: String,
     /// Where it was defined.
     pub source: ConfigSource,
+    /// The `[provider]` table.
     pub provider: ProviderSettings,
+    /// The `[models.<id>]` tables, by model id.
     pub models: BTreeMap<String, ModelSettings>,
 }
 

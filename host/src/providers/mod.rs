@@ -73,18 +73,21 @@ impl ProviderCatalog {
     }
 
     fn overlay_dir_keyed(&mut self, dir: &Path, key: Option<&str>) -> Result<(), ProviderConfigError> {
-        let directory_error = |reason: String| ProviderConfigError::Directory {
+        if !dir.is_dir() {
+            return Err(ProviderConfigError::NotADirectory {
+                path: dir.to_path_buf(),
+                key: key.map(str::to_string),
+            });
+        }
+        let directory_error = |source: std::io::Error| ProviderConfigError::Directory {
             path: dir.to_path_buf(),
             key: key.map(str::to_string),
-            reason,
+            source,
         };
-        if !dir.is_dir() {
-            return Err(directory_error("is not a directory".to_string()));
-        }
-        let entries = std::fs::read_dir(dir).map_err(|e| directory_error(e.to_string()))?;
+        let entries = std::fs::read_dir(dir).map_err(directory_error)?;
         let mut files: Vec<PathBuf> = Vec::new();
         for entry in entries {
-            let path = entry.map_err(|e| directory_error(e.to_string()))?.path();
+            let path = entry.map_err(directory_error)?.path();
             if path.extension().is_some_and(|ext| ext == "toml") && path.is_file() {
                 files.push(path);
             }
