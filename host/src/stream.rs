@@ -25,21 +25,41 @@ use crate::types::{Error, Response, StopReason, ToolCall, Usage};
 #[derive(Clone, Debug, PartialEq)]
 pub enum StreamEvent {
     /// The answer begins; `model` is the model that answers, as the vendor names it.
-    MessageStart { model: String },
+    MessageStart {
+        /// The model that answers.
+        model: String,
+    },
     /// The next piece of the answer's text.
     TextDelta(String),
     /// The next piece of the model's reasoning.
     ThinkingDelta(String),
     /// A tool call begins. `index` identifies it among this answer's tool calls; its
     /// argument pieces follow as [`StreamEvent::ToolCallDelta`]s with the same index.
-    ToolCallStart { index: u32, id: String, name: String },
+    ToolCallStart {
+        /// The call's position among this answer's tool calls.
+        index: u32,
+        /// The vendor's id for the call.
+        id: String,
+        /// The tool called.
+        name: String,
+    },
     /// The next piece of the JSON text of tool call `index`'s arguments.
-    ToolCallDelta { index: u32, arguments: String },
+    ToolCallDelta {
+        /// The call the piece belongs to.
+        index: u32,
+        /// The piece of JSON text.
+        arguments: String,
+    },
     /// The token counts so far, as totals (a later `Usage` replaces an earlier one).
     Usage(Usage),
     /// The answer is complete: why the model stopped, and the annotations a [`Response`]
     /// would carry in its `metadata`.
-    Stop { reason: StopReason, metadata: Vec<(String, String)> },
+    Stop {
+        /// Why the model stopped.
+        reason: StopReason,
+        /// Annotations, in the order they were added.
+        metadata: Vec<(String, String)>,
+    },
 }
 
 impl StreamEvent {
@@ -105,6 +125,7 @@ pub struct Collector {
 }
 
 impl Collector {
+    /// An empty collector.
     pub fn new() -> Self {
         Self::default()
     }

@@ -36,7 +36,10 @@ pub struct SseEvent {
 pub enum SseError {
     /// One event (with the line being read) exceeds the decoder's limit.
     #[error("a server-sent event exceeds the limit of {limit} bytes")]
-    EventTooLarge { limit: usize },
+    EventTooLarge {
+        /// The most bytes one event may hold.
+        limit: usize,
+    },
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
