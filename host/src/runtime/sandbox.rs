@@ -18,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::engine::RuntimeInner;
 use super::imports::{self, HeldRequest};
+use super::limits::{CallBudget, LimitExceeded};
 use super::module::Module;
 use super::registry::Registry;
 use super::wit::Middleware;
@@ -71,6 +72,8 @@ pub(crate) struct CallState {
     /// The layer that trapped, once one has: the trap unwinds the whole call, and no
     /// instance of this store is entered again.
     trapped_layer: Option<usize>,
+    // Sandbox bounds on host work: provider calls made, module errors issued, slot share.
+    pub(crate) budget: CallBudget,
 }
 
 impl WasiView for CallState {
@@ -87,6 +90,7 @@ impl CallState {
         inner: Arc<dyn Provider>,
         registry: Arc<dyn Registry>,
         random: &RandomSource,
+        budget: CallBudget,
     ) -> Self {
         let wasi = imports::wasi_context(random);
         let limits = StoreLimitsBuilder::new()
@@ -108,6 +112,7 @@ impl CallState {
             budget_ticks: runtime.budget_ticks,
             held_requests: 0,
             trapped_layer: None,
+            budget,
         }
     }
 
@@ -116,6 +121,7 @@ impl CallState {
     pub(crate) fn begin_call(&mut self) {
         self.current = 0;
         self.ticks.fill(0);
+        self.budget.begin_call();
     }
 
     /// Whether the store can serve another call: nothing trapped, and no request handle a
@@ -166,6 +172,13 @@ impl CallState {
         trap
     }
 
+    /// Stops the running layer for running into `limit`: like a trap, it unwinds the
+    /// call, and the error names that layer.
+    pub(crate) fn exceeded(&mut self, limit: LimitExceeded) -> wasmtime::Error {
+        self.trapped_layer.get_or_insert(self.current);
+        wasmtime::Error::new(limit)
+    }
+
     /// Turns a trap (or any failure to run) seen at layer `index` into a `module` error
     /// that names the module that trapped, which may be further in.
     pub(crate) fn trapped(&mut self, index: usize, error: wasmtime::Error) -> Error {
@@ -190,6 +203,8 @@ impl std::error::Error for CpuBudgetExceeded {}
 pub(crate) fn module_error(module: &str, error: wasmtime::Error) -> Error {
     let reason = if error.downcast_ref::<CpuBudgetExceeded>().is_some() {
         "exceeded its CPU budget for one call (runaway loop?)".to_string()
+    } else if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        limit.to_string()
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         match trap {
             wasmtime::Trap::UnreachableCodeReached => {
