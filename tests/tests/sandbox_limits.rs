@@ -327,6 +327,21 @@ async fn waiting_on_a_slow_provider_costs_no_cpu_budget() {
     assert_eq!(slow.calls.load(std::sync::atomic::Ordering::Relaxed), 400);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sleeping_in_backoffs_costs_no_cpu_budget() {
+    // 30 backoffs of 6 ms each against a 20 ms CPU budget (4 ticks): each sleep in WASI
+    // used to cost a tick when the module woke up.
+    let rt = Runtime::builder().cpu_budget(Duration::from_millis(20)).build().unwrap();
+    let config = json!({"max_retries": 30, "backoff_base_seconds": 0.006, "max_wait_seconds": 0.006});
+    let retry = builtin(&rt, "retry", config).await;
+    let failing = ScriptedProvider::failing("anthropic", api_error("anthropic", 503));
+    let stack = Stack::new(rt.clone(), vec![retry], failing.clone())
+        .with_random(arcllm::runtime::RandomSource::repeating(vec![0]));
+    let error = returns(stack.invoke(request())).await.unwrap_err();
+    assert_eq!((error.kind, error.status), (ErrorKind::Api, Some(503)), "{error:?}");
+    assert_eq!(failing.call_count(), 31);
+}
+
 // ---- 2. a fair share of instance slots --------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

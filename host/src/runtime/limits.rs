@@ -81,17 +81,43 @@ pub(crate) struct CallBudget {
     calls: u32,
     /// Errors of kind `module` the host gave a module in this call.
     issued: Vec<Error>,
+    /// The epoch tick: a WASI wait at least this long is not charged to the module.
+    pub(crate) tick: Duration,
+    /// Whether the running module has just resumed from a WASI wait of at least a tick.
+    resumed_from_wait: bool,
 }
 
 impl CallBudget {
     pub(crate) fn new(limits: &CallLimits, share: Option<OwnedSemaphorePermit>) -> Self {
-        CallBudget { _share: share, max_calls: limits.max_calls_per_invoke, calls: 0, issued: Vec::new() }
+        CallBudget {
+            _share: share,
+            max_calls: limits.max_calls_per_invoke,
+            calls: 0,
+            issued: Vec::new(),
+            tick: Duration::MAX,
+            resumed_from_wait: false,
+        }
+    }
+
+    /// Notes that a module waited `waited` in a WASI poll: if that spans a tick, the epoch
+    /// deadline it finds passed when it resumes is the wait's, not its own running.
+    pub(crate) fn waited(&mut self, waited: Duration) {
+        if waited >= self.tick {
+            self.resumed_from_wait = true;
+        }
+    }
+
+    /// Whether the epoch deadline that just passed is owed to a wait (and forgets it: one
+    /// tick per wait at most).
+    pub(crate) fn take_wait(&mut self) -> bool {
+        std::mem::take(&mut self.resumed_from_wait)
     }
 
     /// Readies the budget for the store's next call.
     pub(crate) fn begin_call(&mut self) {
         self.calls = 0;
         self.issued.clear();
+        self.resumed_from_wait = false;
     }
 
     /// Counts one provider call; errs once the call's allowance is spent.

@@ -98,6 +98,9 @@ impl CallState {
             .trap_on_grow_failure(true)
             .build();
         let n = modules.len();
+        let mut budget = budget;
+        budget.tick =
+            runtime.limits.cpu_budget / u32::try_from(runtime.budget_ticks.max(1)).unwrap_or(u32::MAX);
         CallState {
             _slots: slots,
             wasi,
@@ -154,6 +157,10 @@ impl CallState {
     /// (sleeping, waiting on the inner provider) runs no wasm and is not charged, however
     /// long it waits.
     pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        if self.budget.take_wait() {
+            // The deadline passed while the module slept in WASI, not while it ran.
+            return Ok(UpdateDeadline::Yield(1));
+        }
         let layer = self.current;
         let spent = &mut self.ticks[layer];
         *spent += 1;
@@ -162,6 +169,12 @@ impl CallState {
         }
         // Let other calls run on this worker thread between slices.
         Ok(UpdateDeadline::Yield(1))
+    }
+
+    /// The resource table and the call's budget, together: a WASI wait polls the one and
+    /// notes the wait in the other.
+    pub(crate) fn waits(&mut self) -> (&mut ResourceTable, &mut CallBudget) {
+        (&mut self.table, &mut self.budget)
     }
 
     /// Records that layer `index` trapped, and passes the trap on: it unwinds every layer
