@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 pub use error::ConfigError;
 
 use crate::providers::{ProviderCatalog, ProviderConfigError};
-use crate::target::ProviderName;
+use crate::runtime::CallLimits;
+use crate::target::{ProviderName, Target};
 
 /// The embedded default configuration.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -26,7 +27,16 @@ pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "passthrough"];
 const ARCLLM_SECTIONS: &[&str] = &["vault"];
 
 /// Keys a module table may have that are arcllm's, not the module's.
-const HOST_KEYS: &[&str] = &["enabled", "wasm"];
+const HOST_KEYS: &[&str] = &["enabled", "wasm", "reach"];
+
+/// The keys of `[limits]`.
+const LIMIT_KEYS: &[&str] = &[
+    "call_timeout_seconds",
+    "configure_timeout_seconds",
+    "compile_timeout_seconds",
+    "max_calls_per_invoke",
+    "max_module_bytes",
+];
 
 /// Where a module's code comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +56,9 @@ pub struct ModuleConfig {
     pub code: ModuleCode,
     /// The table handed to the module at load, without arcllm's own keys.
     pub table: serde_json::Map<String, serde_json::Value>,
+    /// `reach`: the providers the module may call through the registry, besides what it
+    /// may reach anyway (the built-in fallback: its `chain`).
+    pub reach: Vec<Target>,
 }
 
 /// The effective configuration: the embedded default overlaid with the user's file.
@@ -67,6 +80,8 @@ pub struct Config {
     pub order: Vec<String>,
     /// Every `[modules.<name>]` table, by name.
     pub modules: BTreeMap<String, ModuleConfig>,
+    /// `[limits]`: time, call and file limits around every module of the stack.
+    pub limits: CallLimits,
     /// What the file has that arcllm accepts but does not act on (a disabled table for a
     /// module that does not exist, an ArcLLM section it does not implement), one sentence
     /// each naming the file and key. Logged at `warn` whenever a model is built from this
@@ -175,7 +190,7 @@ impl Config {
         let reader = Reader { file: &label };
 
         let mut warnings = Vec::new();
-        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules"];
+        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits"];
         top_level.extend(ARCLLM_SECTIONS);
         reader.only_keys(&effective, "", &top_level)?;
         reader.no_non_finite(&effective, "")?;
@@ -212,6 +227,8 @@ impl Config {
                 }
             },
         };
+
+        let limits = reader.limits(&reader.table(&effective, "limits")?)?;
 
         let mut modules = BTreeMap::new();
         for (name, value) in reader.table(&effective, "modules")? {
@@ -261,6 +278,7 @@ impl Config {
             providers_dir,
             order,
             modules,
+            limits,
             warnings,
             user,
             effective,
@@ -342,12 +360,73 @@ impl Reader<'_> {
                 ))
             }
         };
+        let reach = match table.get("reach") {
+            None => Vec::new(),
+            Some(toml::Value::Array(items)) => items
+                .iter()
+                .map(|item| {
+                    let target = item.as_str().ok_or_else(|| {
+                        self.invalid(&key("reach"), format!("must be a list of provider targets, got {item}"))
+                    })?;
+                    Target::parse(target).map_err(|e| self.invalid(&key("reach"), e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(
+                    self.invalid(&key("reach"), format!("must be a list of provider targets, got {other}"))
+                )
+            }
+        };
         let module_table = table
             .into_iter()
             .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k, toml_to_json(v)))
             .collect();
-        Ok(Some(ModuleConfig { enabled, code, table: module_table }))
+        Ok(Some(ModuleConfig { enabled, code, table: module_table, reach }))
+    }
+
+    /// `[limits]`: each key optional (its default otherwise), each a positive, finite number.
+    fn limits(&self, table: &toml::Table) -> Result<CallLimits, ConfigError> {
+        self.only_keys(table, "limits", LIMIT_KEYS)?;
+        let mut limits = CallLimits::default();
+        let seconds = |key: &str| -> Result<Option<std::time::Duration>, ConfigError> {
+            let Some(value) = table.get(key) else { return Ok(None) };
+            let number = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
+            number
+                .filter(|n| n.is_finite() && *n > 0.0)
+                .and_then(|n| std::time::Duration::try_from_secs_f64(n).ok())
+                .map(Some)
+                .ok_or_else(|| {
+                    self.invalid(
+                        &format!("limits.{key}"),
+                        format!("must be a positive number of seconds, got {value}"),
+                    )
+                })
+        };
+        let count = |key: &str| -> Result<Option<u64>, ConfigError> {
+            let Some(value) = table.get(key) else { return Ok(None) };
+            match value.as_integer().filter(|n| *n > 0) {
+                Some(n) => Ok(Some(n as u64)),
+                None => Err(self
+                    .invalid(&format!("limits.{key}"), format!("must be a positive integer, got {value}"))),
+            }
+        };
+        if let Some(t) = seconds("call_timeout_seconds")? {
+            limits.call_timeout = t;
+        }
+        if let Some(t) = seconds("configure_timeout_seconds")? {
+            limits.configure_timeout = t;
+        }
+        if let Some(t) = seconds("compile_timeout_seconds")? {
+            limits.compile_timeout = t;
+        }
+        if let Some(n) = count("max_calls_per_invoke")? {
+            limits.max_calls_per_invoke = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+        if let Some(n) = count("max_module_bytes")? {
+            limits.max_module_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Ok(limits)
     }
 
     /// `[vault]`, from ArcLLM's files: keys come from `api_key_env` here, so an empty

@@ -55,7 +55,8 @@ impl Recipe {
         }
     }
 
-    /// Builds a whole snapshot numbered `version`: everything is read, compiled (on
+    /// Builds a whole snapshot numbered `version` (a reload numbers it when it publishes
+    /// it): everything is read, compiled (on
     /// blocking threads, see `Runtime::load_module`) and checked, or nothing is returned.
     pub(super) async fn assemble(&self, version: u64) -> Result<Snapshot, BuildError> {
         let (config, catalog, providers_dir) = self.read_files().await?;
@@ -72,6 +73,8 @@ impl Recipe {
             Some(runtime) => runtime.clone(),
             None => Runtime::shared()?,
         };
+        // config.toml's `[limits]` bound this model's loads and calls.
+        let runtime = runtime.with_call_limits(config.limits.clone());
         let file = config.file.clone().unwrap_or_else(|| "<embedded default>".into());
         let module_error = |module: &str, source: LoadError| {
             BuildError::Config(ConfigError::Module { file: file.clone(), module: module.to_string(), source })
@@ -85,9 +88,15 @@ impl Recipe {
         }
         let mut modules = Vec::with_capacity(planned.len());
         for p in &planned {
-            modules.push(
-                load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?,
-            );
+            let module =
+                load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?;
+            modules.push(if p.reach.is_empty() {
+                module
+            } else {
+                let mut reach = module.reach().to_vec();
+                reach.extend(p.reach.iter().filter(|t| !module.reach().contains(t)).cloned());
+                module.with_reach(reach)
+            });
         }
         let stack: Vec<StackEntry> = modules
             .iter()

@@ -17,7 +17,8 @@ mod setting;
 mod snapshot;
 mod watch;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -38,14 +39,22 @@ pub struct Model {
     /// What every reload rebuilds from, with the provider and model pinned at build.
     recipe: Recipe,
     current: ArcSwap<Snapshot>,
-    /// Held while a reload builds: reloads publish one at a time, in the order they
-    /// started, so versions only go up and a slow reload never overwrites a newer one.
-    reloading: tokio::sync::Mutex<()>,
+    /// Numbers reloads in the order they start.
+    reloads_started: AtomicU64,
+    /// The number of the reload that published last. Held only to publish, never while a
+    /// reload loads modules (untrusted code runs then), so one stuck reload cannot hold
+    /// back the others.
+    published: Mutex<u64>,
 }
 
 impl Model {
     fn new(recipe: Recipe, first: Snapshot) -> Self {
-        Model { recipe, current: ArcSwap::from_pointee(first), reloading: tokio::sync::Mutex::new(()) }
+        Model {
+            recipe,
+            current: ArcSwap::from_pointee(first),
+            reloads_started: AtomicU64::new(0),
+            published: Mutex::new(0),
+        }
     }
 
     /// Sends `messages` with `tools` and `options` through the stack.
@@ -121,16 +130,29 @@ impl Model {
     /// On error (a file that cannot be read, is not a component, does not implement the
     /// module world, has a config table its module rejects, a TOML syntax error …) nothing
     /// is published, the current stack keeps serving, and the error names the file.
+    ///
+    /// Reloads run concurrently (a module that is slow to start holds back no other
+    /// reload; its start is bounded by `[limits] configure_timeout_seconds`). Versions only
+    /// go up: a reload publishes as the next version, unless one that started after it has
+    /// published already — then its stack, built from files read earlier, is dropped and
+    /// this returns `Ok` with the newer stack serving.
     pub async fn reload(&self) -> Result<(), BuildError> {
         self.publish_next().await.map(drop)
     }
 
     /// [`Model::reload`], returning the snapshot it published.
     async fn publish_next(&self) -> Result<Arc<Snapshot>, BuildError> {
-        let _one_at_a_time = self.reloading.lock().await;
-        let next = self.current.load().version + 1;
-        let snapshot = Arc::new(self.recipe.assemble(next).await?);
+        let number = self.reloads_started.fetch_add(1, Ordering::AcqRel) + 1;
+        // Numbered when published: the version is not known until then.
+        let mut snapshot = self.recipe.assemble(0).await?;
+        let mut published = self.published.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *published > number {
+            return Ok(self.current.load_full());
+        }
+        snapshot.version = self.current.load().version + 1;
+        let snapshot = Arc::new(snapshot);
         self.current.store(snapshot.clone());
+        *published = number;
         Ok(snapshot)
     }
 

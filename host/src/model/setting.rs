@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::config::{Config, ConfigError, ModuleCode};
+use crate::target::Target;
 
 /// How a caller sets one module, as the seed's `retry=False | True | {...}` keyword.
 ///
@@ -54,6 +55,8 @@ pub struct PlannedModule {
     pub code: ModuleCode,
     /// The table it is loaded with: config.toml's, overlaid with the call's.
     pub table: Map<String, Value>,
+    /// The providers config.toml lets it call through the registry (`reach`).
+    pub reach: Vec<Target>,
 }
 
 /// Decides which modules run, in which order (config.toml's `[stack] order`, outermost
@@ -96,7 +99,12 @@ pub fn plan(
         if let Some(overrides) = overrides {
             table.extend(overrides.keys);
         }
-        enabled.push(PlannedModule { name: name.clone(), code: module.code.clone(), table });
+        enabled.push(PlannedModule {
+            name: name.clone(),
+            code: module.code.clone(),
+            table,
+            reach: module.reach.clone(),
+        });
     }
     enabled.sort_by_key(|m| config.order.iter().position(|n| *n == m.name));
     Ok(enabled)
@@ -104,7 +112,7 @@ pub fn plan(
 
 /// A per-call table, read: `enabled` is honoured (a table with `enabled = false` switches
 /// the module off like `Off`), `null` values are dropped so that config.toml's value stays,
-/// and `wasm` cannot be set per call.
+/// and `wasm` and `reach` cannot be set per call.
 struct CallTable {
     enabled: Option<bool>,
     keys: Map<String, Value>,
@@ -123,6 +131,9 @@ fn call_table(module: &str, table: &Map<String, Value>) -> Result<CallTable, Con
     };
     if table.contains_key("wasm") {
         return Err(invalid("wasm", "a module's file is set in config.toml, not per call".into()));
+    }
+    if table.contains_key("reach") {
+        return Err(invalid("reach", "what a module may reach is set in config.toml, not per call".into()));
     }
     let keys = table
         .iter()

@@ -13,6 +13,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::imports;
+use super::limits::CallLimits;
 use super::module::ComponentCache;
 use super::pool::IdleBudget;
 use super::sandbox::CallState;
@@ -52,6 +53,8 @@ pub struct RuntimeBuilder {
     max_instances: u32,
     max_idle_instances: Option<usize>,
     epoch_tick: Duration,
+    // Sandbox bounds on host work (timeouts, calls, file sizes, slot shares).
+    call_limits: CallLimits,
 }
 
 impl Default for RuntimeBuilder {
@@ -62,6 +65,7 @@ impl Default for RuntimeBuilder {
             max_instances: 4096,
             max_idle_instances: None,
             epoch_tick: Duration::from_millis(5),
+            call_limits: CallLimits::default(),
         }
     }
 }
@@ -118,6 +122,13 @@ impl RuntimeBuilder {
         self.epoch_tick = tick.max(Duration::from_micros(100));
         self
     }
+    /// Time, call and file limits of stacks and module loads made with this runtime
+    /// (default [`CallLimits::default`]); [`Runtime::with_call_limits`] changes them for one
+    /// user of the runtime.
+    pub fn call_limits(mut self, limits: CallLimits) -> Self {
+        self.call_limits = limits;
+        self
+    }
     /// Creates the engine. When the pooling allocator cannot reserve its memory (a low
     /// `ulimit -v`, say), falls back to on-demand allocation and logs a warning.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
@@ -148,6 +159,7 @@ impl RuntimeBuilder {
                 instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
                 max_instances: self.max_instances as usize,
             }),
+            call_limits: Arc::new(self.call_limits),
         })
     }
 
@@ -240,6 +252,11 @@ impl RuntimeInner {
         let count = count.ok_or(self.max_instances)?;
         self.instance_slots.clone().acquire_many_owned(count).await.map_err(|_| self.max_instances)
     }
+
+    /// How many instances may be alive at once.
+    pub(crate) fn max_instances(&self) -> usize {
+        self.max_instances
+    }
 }
 
 /// A wasm runtime: the engine, the linker that grants modules their imports, and limits.
@@ -247,6 +264,9 @@ impl RuntimeInner {
 #[derive(Clone)]
 pub struct Runtime {
     pub(crate) inner: Arc<RuntimeInner>,
+    /// Limits of the stacks and loads made with this handle (clones of one runtime may
+    /// differ: each model applies its own config.toml `[limits]`).
+    pub(crate) call_limits: Arc<CallLimits>,
 }
 
 impl Runtime {
@@ -270,6 +290,17 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The time, call and file limits stacks and module loads made with this handle get.
+    pub fn call_limits(&self) -> &CallLimits {
+        &self.call_limits
+    }
+
+    /// This runtime (the same engine, pool and compiled components) with other call
+    /// limits for the stacks and loads made with the returned handle.
+    pub fn with_call_limits(&self, limits: CallLimits) -> Runtime {
+        Runtime { inner: self.inner.clone(), call_limits: Arc::new(limits) }
     }
 
     /// Whether this runtime uses the pooling allocator.

@@ -2,6 +2,7 @@
 
 mod engine;
 mod imports;
+mod limits;
 mod module;
 mod pool;
 pub mod registry;
@@ -10,6 +11,7 @@ mod stack;
 pub mod wit;
 
 pub use engine::{Limits, Runtime, RuntimeBuilder, RuntimeError};
+pub use limits::{CallLimits, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};
 pub use module::{LoadError, LoadErrorKind, Module, ModuleSource};
 pub use registry::{EmptyRegistry, LazyRegistry, Registry};
 pub use sandbox::RandomSource;

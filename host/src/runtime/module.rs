@@ -12,9 +12,11 @@ use sha2::{Digest, Sha256};
 
 use super::engine::Runtime;
 use super::imports;
+use super::limits;
 use super::stack::Stack;
 use super::wit::{Contract, MiddlewarePre};
 use crate::provider::Provider;
+use crate::target::Target;
 use crate::types::{Error, Request, Response};
 
 /// Where a module came from, for error messages and `arcllm config show`.
@@ -45,9 +47,30 @@ pub struct Module {
     /// The configuration table as JSON text, handed to `configure` on every instance.
     pub config: String,
     pub(crate) compiled: Arc<Compiled>,
+    /// The registry targets this module may call.
+    reach: Vec<Target>,
 }
 
 impl Module {
+    /// The providers this module may call through the registry, exactly as listed: the
+    /// built-in fallback's `chain`, or the targets config.toml's `reach` key names for any
+    /// other module. Empty: none. The inner provider is always reachable.
+    pub fn reach(&self) -> &[Target] {
+        &self.reach
+    }
+
+    /// This module (sharing its compiled component and configuration) allowed to reach
+    /// exactly `reach` through the registry.
+    pub fn with_reach(&self, reach: Vec<Target>) -> Arc<Module> {
+        Arc::new(Module {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            config: self.config.clone(),
+            compiled: self.compiled.clone(),
+            reach,
+        })
+    }
+
     /// What the component imports, as `namespace:package/interface@version` names.
     pub fn imports(&self) -> &[String] {
         &self.compiled.imports
@@ -181,6 +204,12 @@ pub enum LoadErrorKind {
         #[source]
         error: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// The file is bigger than the limit (`limits.max_module_bytes`); it was not compiled.
+    #[error("the module is {size} bytes, over the limit of {max} bytes (limits.max_module_bytes)")]
+    TooBig { size: u64, max: usize },
+    /// Compiling took longer than the limit (`limits.compile_timeout_seconds`).
+    #[error("compiling took longer than {} (limits.compile_timeout_seconds)", limits::seconds(*.limit))]
+    CompileTimeout { limit: std::time::Duration },
     /// The module rejected its configuration table, or a stack of it cannot be made.
     #[error("invalid configuration: {reason}")]
     Config { reason: String },
@@ -226,8 +255,20 @@ impl Runtime {
         config: &serde_json::Value,
     ) -> Result<Arc<Module>, LoadError> {
         let source = ModuleSource::File(path.to_path_buf());
-        let bytes =
-            tokio::fs::read(path).await.map_err(|e| LoadError::new(name, &source, LoadErrorKind::Read(e)))?;
+        let read_error = |e| LoadError::new(name, &source, LoadErrorKind::Read(e));
+        // Refuse an oversized file before reading it, and read no more than the limit
+        // even if it grows meanwhile.
+        let max = self.call_limits.max_module_bytes;
+        let size = tokio::fs::metadata(path).await.map_err(read_error)?.len();
+        if size > max as u64 {
+            return Err(LoadError::new(name, &source, LoadErrorKind::TooBig { size, max }));
+        }
+        let file = tokio::fs::File::open(path).await.map_err(read_error)?;
+        let mut bytes = Vec::with_capacity(size as usize);
+        let limit = max as u64 + 1;
+        tokio::io::AsyncReadExt::read_to_end(&mut tokio::io::AsyncReadExt::take(file, limit), &mut bytes)
+            .await
+            .map_err(read_error)?;
         self.load_module(name, source, bytes, config).await
     }
 
@@ -243,6 +284,14 @@ impl Runtime {
         bytes: Vec<u8>,
         config: &serde_json::Value,
     ) -> Result<Arc<Module>, LoadError> {
+        let max = self.call_limits.max_module_bytes;
+        if bytes.len() > max {
+            return Err(LoadError::new(
+                name,
+                &source,
+                LoadErrorKind::TooBig { size: bytes.len() as u64, max },
+            ));
+        }
         if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
             return Err(LoadError::new(name, &source, LoadErrorKind::NotWasm));
         }
@@ -265,6 +314,7 @@ impl Runtime {
             source: source.clone(),
             config: config_text,
             compiled,
+            reach: default_reach(name, &source, config),
         });
         // Instantiate and configure once now: a bad table or a module that traps on start
         // is a load error, not a surprise at the first call.
@@ -290,11 +340,16 @@ impl Runtime {
     /// not with a type mismatch.
     async fn compile(&self, bytes: Vec<u8>, digest: [u8; 32]) -> Result<Arc<Compiled>, LoadErrorKind> {
         let engine = self.engine().clone();
-        let component =
-            tokio::task::spawn_blocking(move || wasmtime::component::Component::new(&engine, &bytes))
-                .await
-                .map_err(|e| LoadErrorKind::Compile(e.into()))?
-                .map_err(|e| LoadErrorKind::Compile(e.into_boxed_dyn_error()))?;
+        // A blocking thread cannot be stopped: past the limit the load returns, and the
+        // thread's result is dropped whenever it finishes.
+        let limit = self.call_limits.compile_timeout;
+        let compiling =
+            tokio::task::spawn_blocking(move || wasmtime::component::Component::new(&engine, &bytes));
+        let component = tokio::time::timeout(limit, compiling)
+            .await
+            .map_err(|_elapsed| LoadErrorKind::CompileTimeout { limit })?
+            .map_err(|e| LoadErrorKind::Compile(e.into()))?
+            .map_err(|e| LoadErrorKind::Compile(e.into_boxed_dyn_error()))?;
         let component_type = component.component_type();
         let imports: Vec<String> =
             component_type.imports(self.engine()).map(|(name, _)| name.to_string()).collect();
@@ -330,6 +385,16 @@ fn contract_version<'a>(names: impl Iterator<Item = &'a str>) -> Result<String, 
         1 => Ok(versions.remove(0)),
         _ => Err(LoadErrorKind::MixedVersions { versions }),
     }
+}
+
+/// What a module may reach until told otherwise: the built-in fallback its `chain` (the
+/// targets it was configured to try), any other module nothing.
+fn default_reach(name: &str, source: &ModuleSource, config: &serde_json::Value) -> Vec<Target> {
+    if *source != ModuleSource::Builtin || name != "fallback" {
+        return Vec::new();
+    }
+    let chain = config.get("chain").and_then(serde_json::Value::as_array);
+    chain.into_iter().flatten().filter_map(|entry| Target::parse(entry.as_str()?).ok()).collect()
 }
 
 /// The inner provider of the load-time probe, which only configures the module.

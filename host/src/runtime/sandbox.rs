@@ -18,6 +18,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::engine::RuntimeInner;
 use super::imports::{self, HeldRequest};
+use super::limits::{CallBudget, LimitExceeded};
 use super::module::Module;
 use super::registry::Registry;
 use super::wit::Middleware;
@@ -71,6 +72,8 @@ pub(crate) struct CallState {
     /// The layer that trapped, once one has: the trap unwinds the whole call, and no
     /// instance of this store is entered again.
     trapped_layer: Option<usize>,
+    // Sandbox bounds on host work: provider calls made, module errors issued, slot share.
+    pub(crate) budget: CallBudget,
 }
 
 impl WasiView for CallState {
@@ -87,6 +90,7 @@ impl CallState {
         inner: Arc<dyn Provider>,
         registry: Arc<dyn Registry>,
         random: &RandomSource,
+        budget: CallBudget,
     ) -> Self {
         let wasi = imports::wasi_context(random);
         let limits = StoreLimitsBuilder::new()
@@ -94,6 +98,9 @@ impl CallState {
             .trap_on_grow_failure(true)
             .build();
         let n = modules.len();
+        let mut budget = budget;
+        budget.tick =
+            runtime.limits.cpu_budget / u32::try_from(runtime.budget_ticks.max(1)).unwrap_or(u32::MAX);
         CallState {
             _slots: slots,
             wasi,
@@ -108,6 +115,7 @@ impl CallState {
             budget_ticks: runtime.budget_ticks,
             held_requests: 0,
             trapped_layer: None,
+            budget,
         }
     }
 
@@ -116,6 +124,7 @@ impl CallState {
     pub(crate) fn begin_call(&mut self) {
         self.current = 0;
         self.ticks.fill(0);
+        self.budget.begin_call();
     }
 
     /// Whether the store can serve another call: nothing trapped, and no request handle a
@@ -148,6 +157,10 @@ impl CallState {
     /// (sleeping, waiting on the inner provider) runs no wasm and is not charged, however
     /// long it waits.
     pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        if self.budget.take_wait() {
+            // The deadline passed while the module slept in WASI, not while it ran.
+            return Ok(UpdateDeadline::Yield(1));
+        }
         let layer = self.current;
         let spent = &mut self.ticks[layer];
         *spent += 1;
@@ -158,12 +171,25 @@ impl CallState {
         Ok(UpdateDeadline::Yield(1))
     }
 
+    /// The resource table and the call's budget, together: a WASI wait polls the one and
+    /// notes the wait in the other.
+    pub(crate) fn waits(&mut self) -> (&mut ResourceTable, &mut CallBudget) {
+        (&mut self.table, &mut self.budget)
+    }
+
     /// Records that layer `index` trapped, and passes the trap on: it unwinds every layer
     /// above (an outer layer cannot go on in a store where an instance died, and the
     /// request it lent is still held by the dead callee).
     pub(crate) fn unwind(&mut self, index: usize, trap: wasmtime::Error) -> wasmtime::Error {
         self.trapped_layer.get_or_insert(index);
         trap
+    }
+
+    /// Stops the running layer for running into `limit`: like a trap, it unwinds the
+    /// call, and the error names that layer.
+    pub(crate) fn exceeded(&mut self, limit: LimitExceeded) -> wasmtime::Error {
+        self.trapped_layer.get_or_insert(self.current);
+        wasmtime::Error::new(limit)
     }
 
     /// Turns a trap (or any failure to run) seen at layer `index` into a `module` error
@@ -190,6 +216,8 @@ impl std::error::Error for CpuBudgetExceeded {}
 pub(crate) fn module_error(module: &str, error: wasmtime::Error) -> Error {
     let reason = if error.downcast_ref::<CpuBudgetExceeded>().is_some() {
         "exceeded its CPU budget for one call (runaway loop?)".to_string()
+    } else if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
+        limit.to_string()
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         match trap {
             wasmtime::Trap::UnreachableCodeReached => {

@@ -3,10 +3,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use wasmtime::component::Resource;
 use wasmtime::Store;
 
 use super::engine::Runtime;
+use super::limits::{self, CallBudget, CallLimits};
 use super::module::Module;
 use super::pool::StorePool;
 use super::registry::{EmptyRegistry, Registry};
@@ -29,12 +32,18 @@ pub struct Stack {
     registry: Arc<dyn Registry>,
     random: RandomSource,
     pool: Arc<StorePool>,
+    // Sandbox bounds: time and call limits, and this stack's share of instance slots.
+    limits: Arc<CallLimits>,
+    share: Arc<Semaphore>,
 }
 
 impl Stack {
     /// Stacks `modules` (outermost first) around `inner`.
     pub fn new(runtime: Runtime, modules: Vec<Arc<Module>>, inner: Arc<dyn Provider>) -> Self {
         let pool = Arc::new(StorePool::new(runtime.inner.clone()));
+        let limits = runtime.call_limits.clone();
+        let max = runtime.inner.max_instances();
+        let share = limits.max_instances_per_stack.unwrap_or(max / 2).min(max).max(modules.len());
         Stack {
             runtime,
             modules: modules.into(),
@@ -42,6 +51,8 @@ impl Stack {
             registry: Arc::new(EmptyRegistry),
             random: RandomSource::os(),
             pool,
+            limits,
+            share: Arc::new(Semaphore::new(share)),
         }
     }
 
@@ -88,11 +99,13 @@ impl Stack {
         self.pool.put(store);
     }
 
-    /// Creates a store and instantiates and configures every layer in it, once the runtime
-    /// has room for that many more instances: beyond it a call waits its turn (first come,
-    /// first served) instead of failing on an exhausted instance pool.
+    /// Creates a store and instantiates and configures every layer in it, once the stack's
+    /// share of the runtime's instances and the runtime itself have room for that many more:
+    /// beyond either a call waits its turn (first come, first served) instead of failing on
+    /// an exhausted instance pool. Starting all layers must end within the configure
+    /// timeout.
     pub(crate) async fn instantiate(&self) -> Result<Store<CallState>, Error> {
-        let slots = self.runtime.inner.reserve_instances(self.modules.len()).await.map_err(|max| {
+        let too_many = |max: usize| {
             Error::config(
                 &self.modules[0].name,
                 format!(
@@ -100,7 +113,16 @@ impl Stack {
                     self.modules.len()
                 ),
             )
-        })?;
+        };
+        let count =
+            u32::try_from(self.modules.len()).map_err(|_| too_many(self.runtime.inner.max_instances()))?;
+        let share = self
+            .share
+            .clone()
+            .acquire_many_owned(count)
+            .await
+            .map_err(|_| too_many(self.runtime.inner.max_instances()))?;
+        let slots = self.runtime.inner.reserve_instances(self.modules.len()).await.map_err(too_many)?;
         let state = CallState::new(
             slots,
             &self.runtime.inner,
@@ -108,17 +130,30 @@ impl Stack {
             self.inner.clone(),
             self.registry.clone(),
             &self.random,
+            CallBudget::new(&self.limits, Some(share)),
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().on_epoch());
         store.set_epoch_deadline(1);
+        let limit = self.limits.configure_timeout;
+        match tokio::time::timeout(limit, self.start_layers(&mut store)).await {
+            Ok(started) => started.map(|()| store),
+            Err(_elapsed) => {
+                let name = &self.modules[store.data().current].name;
+                Err(limits::timeout_error(name, "did not start (instantiate and configure)", limit))
+            }
+        }
+    }
+
+    /// Instantiates every layer in `store`, then configures each.
+    async fn start_layers(&self, store: &mut Store<CallState>) -> Result<(), Error> {
         for (i, layer) in self.modules.iter().enumerate() {
             store.data_mut().current = i;
             let instance = layer
                 .compiled
                 .pre
-                .instantiate_async(&mut store)
+                .instantiate_async(&mut *store)
                 .await
                 .map_err(|e| store.data_mut().trapped(i, e))?;
             store.data_mut().instances.push(Arc::new(instance));
@@ -126,7 +161,7 @@ impl Stack {
         for (i, layer) in self.modules.iter().enumerate() {
             store.data_mut().current = i;
             let instance = store.data().instances[i].clone();
-            match instance.call_configure(&mut store, &layer.config).await {
+            match instance.call_configure(&mut *store, &layer.config).await {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => {
                     return Err(Error::config(
@@ -137,7 +172,27 @@ impl Stack {
                 Err(trap) => return Err(store.data_mut().trapped(i, trap)),
             }
         }
-        Ok(store)
+        Ok(())
+    }
+
+    /// A store for one call within `deadline`, or the timeout error naming the outermost
+    /// module (the call waited for instance slots, or a fresh store to start).
+    async fn checkout_by(&self, deadline: Instant) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
+        match tokio::time::timeout_at(deadline, self.checkout()).await {
+            Ok(checked_out) => checked_out,
+            Err(_elapsed) => Err(limits::timeout_error(
+                &self.modules[0].name,
+                "could not start the call (waiting for a free instance slot)",
+                self.limits.call_timeout,
+            )),
+        }
+    }
+
+    /// The error of a call that ran out of time in `store`: it names the layer that was
+    /// running (or waiting on the host) when the deadline passed. The store is dropped.
+    fn timed_out(&self, store: Store<CallState>) -> Error {
+        let name = &self.modules[store.data().current].name;
+        limits::timeout_error(name, "did not finish the call", self.limits.call_timeout)
     }
 
     /// The provider name as the outermost module reports it (through every layer).
@@ -145,8 +200,11 @@ impl Stack {
         if self.modules.is_empty() {
             return Ok(self.inner.name().to_string());
         }
-        let (mut store, outer) = self.checkout().await?;
-        let name = outer.call_name(&mut store).await;
+        let deadline = Instant::now() + self.limits.call_timeout;
+        let (mut store, outer) = self.checkout_by(deadline).await?;
+        let Ok(name) = tokio::time::timeout_at(deadline, outer.call_name(&mut store)).await else {
+            return Err(self.timed_out(store));
+        };
         let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
         self.checkin(store);
         Ok(name)
@@ -157,8 +215,11 @@ impl Stack {
         if self.modules.is_empty() {
             return Ok(self.inner.model_name().to_string());
         }
-        let (mut store, outer) = self.checkout().await?;
-        let name = outer.call_model_name(&mut store).await;
+        let deadline = Instant::now() + self.limits.call_timeout;
+        let (mut store, outer) = self.checkout_by(deadline).await?;
+        let Ok(name) = tokio::time::timeout_at(deadline, outer.call_model_name(&mut store)).await else {
+            return Err(self.timed_out(store));
+        };
         let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
         self.checkin(store);
         Ok(name)
@@ -171,12 +232,18 @@ impl Provider for Stack {
         if self.modules.is_empty() {
             return self.inner.invoke(request).await;
         }
-        let (mut store, outer) = self.checkout().await?;
+        let deadline = Instant::now() + self.limits.call_timeout;
+        let (mut store, outer) = self.checkout_by(deadline).await?;
         // The request goes into the store's table once; every layer gets it by handle.
         let held = store.data_mut().hold_request(request).map_err(|e| store.data_mut().trapped(0, e))?;
         let lent = Resource::new_borrow(held.rep());
-        let result = outer.call_invoke(&mut store, lent).await;
-        let result = result.unwrap_or_else(|trap| Err(store.data_mut().trapped(0, trap)));
+        let Ok(result) = tokio::time::timeout_at(deadline, outer.call_invoke(&mut store, lent)).await else {
+            return Err(self.timed_out(store));
+        };
+        let result = match result {
+            Ok(answer) => store.data_mut().budget.check_returned(&self.modules[0].name, answer),
+            Err(trap) => Err(store.data_mut().trapped(0, trap)),
+        };
         if store.data_mut().drop_request(held).is_ok() {
             self.checkin(store);
         }
@@ -195,9 +262,16 @@ impl Provider for Stack {
         if self.modules.is_empty() {
             return self.inner.validate_config().await;
         }
-        let (mut store, outer) = self.checkout().await?;
-        let result = outer.call_validate_config(&mut store).await;
-        let result = result.unwrap_or_else(|trap| Err(store.data_mut().trapped(0, trap)));
+        let deadline = Instant::now() + self.limits.call_timeout;
+        let (mut store, outer) = self.checkout_by(deadline).await?;
+        let Ok(result) = tokio::time::timeout_at(deadline, outer.call_validate_config(&mut store)).await
+        else {
+            return Err(self.timed_out(store));
+        };
+        let result = match result {
+            Ok(answer) => store.data_mut().budget.check_returned(&self.modules[0].name, answer),
+            Err(trap) => Err(store.data_mut().trapped(0, trap)),
+        };
         self.checkin(store);
         result
     }

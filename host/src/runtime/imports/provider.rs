@@ -22,16 +22,32 @@ fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         "invoke",
         |mut store: StoreContextMut<'_, CallState>, (request,): (Resource<HeldRequest>,)| {
             Box::new(async move {
+                // Every call inward counts against the outer call's allowance, and the
+                // layer that makes one too many is stopped.
+                if let Err(limit) = store.data_mut().budget.count_call() {
+                    return Err(store.data_mut().exceeded(limit));
+                }
                 let result = forward(
                     &mut store,
                     request,
                     // The lent handle goes down as it came in: no copy of the request.
-                    async |next, store, request| next.call_invoke(store, request).await,
+                    async |next, store, request| {
+                        let answer = next.call_invoke(&mut *store, request).await?;
+                        // What the layer below returns is checked as it leaves it, so that
+                        // an oversized answer or a forged error is blamed on that layer.
+                        let layer = store.data().modules[store.data().current].clone();
+                        Ok(store.data_mut().budget.check_returned(&layer.name, answer))
+                    },
                     async |store, request| {
                         // The native provider takes the request by value: the one copy.
                         let request = store.data().request(&request)?.clone();
                         let inner = store.data().inner.clone();
-                        Ok(inner.invoke(request).await)
+                        let answer = inner.invoke(request).await;
+                        resumed_after_wait(store);
+                        if let Err(error) = &answer {
+                            store.data_mut().budget.issue(error);
+                        }
+                        Ok(answer)
                     },
                 )
                 .await?;
@@ -68,10 +84,19 @@ fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
             let result = forward(
                 &mut store,
                 (),
-                async |next, store, ()| next.call_validate_config(store).await,
+                async |next, store, ()| {
+                    let answer = next.call_validate_config(&mut *store).await?;
+                    let layer = store.data().modules[store.data().current].clone();
+                    Ok(store.data_mut().budget.check_returned(&layer.name, answer))
+                },
                 async |store, ()| {
                     let inner = store.data().inner.clone();
-                    Ok(inner.validate_config().await)
+                    let answer = inner.validate_config().await;
+                    resumed_after_wait(store);
+                    if let Err(error) = &answer {
+                        store.data_mut().budget.issue(error);
+                    }
+                    Ok(answer)
                 },
             )
             .await?;
@@ -100,4 +125,11 @@ async fn forward<A, R>(
     let result = next_layer(&instance, store, arg).await;
     store.data_mut().current = caller;
     result.map_err(|trap| store.data_mut().unwind(next, trap))
+}
+
+/// Re-arms the CPU budget's epoch deadline after the host waited for a module (on a
+/// provider, a sleep): the ticks that passed meanwhile were not the module's, and left
+/// armed they would charge it one as soon as it runs again.
+pub(super) fn resumed_after_wait(store: &mut StoreContextMut<'_, CallState>) {
+    store.set_epoch_deadline(1);
 }

@@ -7,20 +7,54 @@ use wasmtime::StoreContextMut;
 use super::{HeldRequest, Import};
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::latest::arc_llm;
+use crate::target::Target;
+use crate::types::Error;
 
 pub(super) const IMPORTS: &[Import] = &[Import { interface: "arc:llm/registry", add_to_linker }];
 
-/// The registry gets the request by value: a copy, as it goes to a bare adapter.
+/// The registry gets the request by value: a copy, as it goes to a bare adapter. A module
+/// reaches only the targets its configuration names ([`Module::reach`]); any other is a
+/// `config` error naming the module, and the host never creates its provider.
+///
+/// [`Module::reach`]: crate::runtime::Module::reach
 fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     linker.instance(arc_llm!("registry"))?.func_wrap_async(
         "invoke",
-        |store: StoreContextMut<'_, CallState>, (target, request): (String, Resource<HeldRequest>)| {
+        |mut store: StoreContextMut<'_, CallState>, (target, request): (String, Resource<HeldRequest>)| {
             Box::new(async move {
+                if let Err(limit) = store.data_mut().budget.count_call() {
+                    return Err(store.data_mut().exceeded(limit));
+                }
+                let module = store.data().modules[store.data().current].clone();
+                let parsed = match Target::parse(&target) {
+                    Ok(parsed) => parsed,
+                    Err(error) => return Ok((Err(Error::from(error)),)),
+                };
+                if !module.reach().contains(&parsed) {
+                    return Ok((Err(unreachable_target(&module.name, &parsed, module.reach())),));
+                }
                 let request = store.data().request(&request)?.clone();
                 let registry = store.data().registry.clone();
-                Ok((registry.invoke(&target, request).await,))
+                let answer = registry.invoke(&target, request).await;
+                super::provider::resumed_after_wait(&mut store);
+                if let Err(error) = &answer {
+                    store.data_mut().budget.issue(error);
+                }
+                Ok((answer,))
             })
         },
     )?;
     Ok(())
+}
+
+/// The error a module gets for a target outside its reach.
+fn unreachable_target(module: &str, target: &Target, reach: &[Target]) -> Error {
+    let allowed = if reach.is_empty() {
+        "it may reach none: name targets in its configuration (`reach = [...]`, or fallback's `chain`)"
+            .to_string()
+    } else {
+        let names: Vec<String> = reach.iter().map(Target::to_string).collect();
+        format!("it may reach only {}", names.join(", "))
+    };
+    Error::config(module, format!("module `{module}` may not call provider `{target}`: {allowed}"))
 }

@@ -3,20 +3,22 @@
 //! environment variables, arguments, preopened directories or network, and stdio goes
 //! nowhere. Filesystem, sockets and HTTP are not linked at all.
 
-use wasmtime::component::{HasData, ResourceTable};
+use wasmtime::component::{HasData, Resource, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView};
 use wasmtime_wasi::p2::bindings::{cli, clocks, io, random};
+use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::random::{WasiRandom, WasiRandomView};
 use wasmtime_wasi::{HostMonotonicClock, WasiCtx, WasiCtxBuilder, WasiView};
 
 use super::Import;
+use crate::runtime::limits::CallBudget;
 use crate::runtime::sandbox::{CallState, RandomSource};
 
 /// Each granted WASI interface with the wasmtime-wasi function that links it.
 pub(super) const IMPORTS: &[Import] = &[
     Import { interface: "wasi:io/error", add_to_linker: |l| io::error::add_to_linker::<_, Io>(l, table) },
-    Import { interface: "wasi:io/poll", add_to_linker: |l| io::poll::add_to_linker::<_, Io>(l, table) },
+    Import { interface: "wasi:io/poll", add_to_linker: |l| io::poll::add_to_linker::<_, Polls>(l, polls) },
     Import { interface: "wasi:io/streams", add_to_linker: |l| io::streams::add_to_linker::<_, Io>(l, table) },
     Import {
         interface: "wasi:clocks/monotonic-clock",
@@ -89,6 +91,49 @@ impl HasData for Io {
 
 fn table(state: &mut CallState) -> &mut ResourceTable {
     state.ctx().table
+}
+
+/// `wasi:io/poll` (where a module sleeps) is served by wasmtime-wasi on the resource
+/// table, and notes each wait in the call's budget, so that the CPU budget does not charge
+/// the module for the time it slept.
+struct Polls;
+
+impl HasData for Polls {
+    type Data<'a> = Waits<'a>;
+}
+
+fn polls(state: &mut CallState) -> Waits<'_> {
+    let (table, budget) = state.waits();
+    Waits { table, budget }
+}
+
+struct Waits<'a> {
+    table: &'a mut ResourceTable,
+    budget: &'a mut CallBudget,
+}
+
+impl io::poll::Host for Waits<'_> {
+    async fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        let started = std::time::Instant::now();
+        let ready = io::poll::Host::poll(&mut *self.table, pollables).await?;
+        self.budget.waited(started.elapsed());
+        Ok(ready)
+    }
+}
+
+impl io::poll::HostPollable for Waits<'_> {
+    async fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        let started = std::time::Instant::now();
+        io::poll::HostPollable::block(&mut *self.table, pollable).await?;
+        self.budget.waited(started.elapsed());
+        Ok(())
+    }
+    async fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        io::poll::HostPollable::ready(&mut *self.table, pollable).await
+    }
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        io::poll::HostPollable::drop(&mut *self.table, pollable)
+    }
 }
 
 /// The WASI context of one call's store. Nothing is inherited: no environment, arguments,
