@@ -85,9 +85,9 @@ impl Recipe {
         }
         let mut modules = Vec::with_capacity(planned.len());
         for p in &planned {
-            modules.push(
-                load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?,
-            );
+            let module =
+                load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?;
+            modules.push(module.with_share_state(p.share_state));
         }
         let stack: Vec<StackEntry> = modules
             .iter()

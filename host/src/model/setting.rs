@@ -50,6 +50,8 @@ impl From<Value> for Setting {
 pub struct PlannedModule {
     pub name: String,
     pub code: ModuleCode,
+    /// config.toml's `share_state`: whether its instances may serve more than one call.
+    pub share_state: bool,
     pub table: Map<String, Value>,
 }
 
@@ -93,7 +95,12 @@ pub fn plan(
         if let Some(overrides) = overrides {
             table.extend(overrides.keys);
         }
-        enabled.push(PlannedModule { name: name.clone(), code: module.code.clone(), table });
+        enabled.push(PlannedModule {
+            name: name.clone(),
+            code: module.code.clone(),
+            share_state: module.share_state,
+            table,
+        });
     }
     enabled.sort_by_key(|m| config.order.iter().position(|n| *n == m.name));
     Ok(enabled)
@@ -101,7 +108,7 @@ pub fn plan(
 
 /// A per-call table, read: `enabled` is honoured (a table with `enabled = false` switches
 /// the module off like `Off`), `null` values are dropped so that config.toml's value stays,
-/// and `wasm` cannot be set per call.
+/// and `wasm` and `share_state` cannot be set per call.
 struct CallTable {
     enabled: Option<bool>,
     keys: Map<String, Value>,
@@ -120,6 +127,12 @@ fn call_table(module: &str, table: &Map<String, Value>) -> Result<CallTable, Con
     };
     if table.contains_key("wasm") {
         return Err(invalid("wasm", "a module's file is set in config.toml, not per call".into()));
+    }
+    if table.contains_key("share_state") {
+        return Err(invalid(
+            "share_state",
+            "whether a module shares state is set in config.toml, not per call".into(),
+        ));
     }
     let keys = table
         .iter()

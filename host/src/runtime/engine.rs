@@ -104,7 +104,9 @@ impl RuntimeBuilder {
         self
     }
     /// Module instances kept idle for reuse, across all stacks (default: a quarter of
-    /// [`max_instances`](Self::max_instances)). A call takes an idle store of its stack,
+    /// [`max_instances`](Self::max_instances)). Only stacks whose modules all share state
+    /// ([`Module::with_share_state`](super::Module::with_share_state)) keep idle stores. A
+    /// call of such a stack takes an idle store of its stack,
     /// with every layer instantiated and configured, instead of instantiating and
     /// configuring them again. Idle instances hold pool slots and resident memory; the
     /// default leaves three quarters of the pool to calls in flight. 0 gives every call
@@ -167,7 +169,7 @@ impl RuntimeBuilder {
             // copy-on-write: a mapping per new instance takes the process's mmap lock for
             // writing, which stalls bursts of new instances across threads (the first burst
             // of 1,000 calls went from 1.82–2.25× to 1.60–1.98× the ideal time,
-            // docs/benchmarks.md). Stores are reused, so the copy is rare.
+            // docs/benchmarks.md).
             .memory_init_cow(false);
         if pooling {
             let mut pool = PoolingAllocationConfig::default();

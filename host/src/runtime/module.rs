@@ -44,10 +44,29 @@ pub struct Module {
     pub source: ModuleSource,
     /// The configuration table as JSON text, handed to `configure` on every instance.
     pub config: String,
+    /// Whether this module's instances may serve more than one call. Off by default: each
+    /// call then gets fresh instances, so nothing one call leaves in a module's memory
+    /// (a prompt kept in a global) reaches another call. See [`Module::with_share_state`].
+    pub share_state: bool,
     pub(crate) compiled: Arc<Compiled>,
 }
 
 impl Module {
+    /// This module with `share_state` set. When every module of a stack shares state, a
+    /// call may be served by instances an earlier call left behind: faster (no
+    /// instantiation and `configure` per call), but the module's globals then carry data
+    /// from one call into the next, and between whoever makes those calls. Only for
+    /// modules trusted to keep nothing per call.
+    pub fn with_share_state(self: &Arc<Self>, share: bool) -> Arc<Module> {
+        Arc::new(Module {
+            name: self.name.clone(),
+            source: self.source.clone(),
+            config: self.config.clone(),
+            share_state: share,
+            compiled: self.compiled.clone(),
+        })
+    }
+
     /// What the component imports, as `namespace:package/interface@version` names.
     pub fn imports(&self) -> &[String] {
         &self.compiled.imports
@@ -264,6 +283,7 @@ impl Runtime {
             name: name.to_string(),
             source: source.clone(),
             config: config_text,
+            share_state: false,
             compiled,
         });
         // Instantiate and configure once now: a bad table or a module that traps on start

@@ -1,7 +1,8 @@
 //! Idle stores kept for reuse, so that a call does not instantiate and configure every
 //! layer again.
 //!
-//! A store serves one call at a time. When its call ends cleanly (nothing trapped, no
+//! Only stacks whose modules all opted in to sharing state use a pool: by default every
+//! call gets fresh instances. A store serves one call at a time. When its call ends cleanly (nothing trapped, no
 //! leaked request handle, the caller did not give up mid-call) it goes back to its stack's
 //! pool; a store that trapped is dropped with its call. The number of idle instances is
 //! bounded across all stacks of a runtime, so a burst of a thousand calls does not leave a

@@ -2,7 +2,7 @@
 //!
 //! A `Store<CallState>` holds one instance per layer and serves one call at a time: calls
 //! in flight never share module state, so they never block each other. A store outlives
-//! its call only when the call ended cleanly (nothing trapped, no request handle leaked,
+//! its call only when every module of its stack shares state, the call ended cleanly (nothing trapped, no request handle leaked,
 //! the caller did not give up mid-call) and the runtime's allowance of idle instances is
 //! not spent; its stack's pool (`pool::StorePool`) then keeps it for a later call.
 //! Otherwise it is dropped with its call. Each module runs under a memory cap and a CPU
