@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::bounds::HostLimits;
 use super::imports;
 use super::module::ComponentCache;
 use super::pool::IdleBudget;
@@ -52,6 +53,10 @@ pub struct RuntimeBuilder {
     max_instances: u32,
     max_idle_instances: Option<usize>,
     epoch_tick: Duration,
+    // Bounds on what the host holds and does for modules.
+    host_limits: HostLimits,
+    /// Set explicitly; else 4× the memory limit.
+    max_request_bytes_per_call: Option<usize>,
 }
 
 impl Default for RuntimeBuilder {
@@ -62,6 +67,8 @@ impl Default for RuntimeBuilder {
             max_instances: 4096,
             max_idle_instances: None,
             epoch_tick: Duration::from_millis(5),
+            host_limits: HostLimits::for_memory_limit(Limits::default().memory_bytes),
+            max_request_bytes_per_call: None,
         }
     }
 }
@@ -115,6 +122,40 @@ impl RuntimeBuilder {
         self.max_idle_instances = Some(count);
         self
     }
+    // ---- bounds on what the host holds and does for modules ----
+
+    /// Most bytes of requests that `request-handle`s made by modules may hold at once in
+    /// one call (default 4× the memory limit). Beyond it the module making the handle traps,
+    /// and the call fails with a `module` error naming it.
+    pub fn max_request_bytes_per_call(mut self, bytes: usize) -> Self {
+        self.max_request_bytes_per_call = Some(bytes);
+        self
+    }
+    /// Most bytes of one line a module logs (default 4 KiB); a longer line is cut and marked.
+    pub fn max_log_line_bytes(mut self, bytes: usize) -> Self {
+        self.host_limits.log_line_bytes = bytes;
+        self
+    }
+    /// Most lines the modules of one call may log (default 256); after them one warning
+    /// says that further lines are dropped.
+    pub fn max_log_lines_per_call(mut self, lines: usize) -> Self {
+        self.host_limits.log_lines_per_call = lines;
+        self
+    }
+    /// Most bytes of linear memory a store may hold and still be kept idle for reuse
+    /// (default 8 MiB): a store whose modules grew their memory beyond it is dropped after
+    /// its call, returning the memory.
+    pub fn max_idle_store_memory(mut self, bytes: usize) -> Self {
+        self.host_limits.idle_store_memory_bytes = bytes;
+        self
+    }
+    /// Most bytes of linear memory all idle stores of this runtime may hold together
+    /// (default 256 MiB); beyond it a store is dropped after its call instead of kept.
+    pub fn max_idle_memory(mut self, bytes: usize) -> Self {
+        self.host_limits.idle_memory_bytes = bytes;
+        self
+    }
+
     /// How often the CPU budget is checked (default 5 ms).
     pub fn epoch_tick(mut self, tick: Duration) -> Self {
         self.epoch_tick = tick.max(Duration::from_micros(100));
@@ -138,6 +179,12 @@ impl RuntimeBuilder {
         spawn_epoch_ticker(&engine, self.epoch_tick);
         let budget_ticks =
             (self.limits.cpu_budget.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64;
+        let host_limits = HostLimits {
+            request_bytes_per_call: self
+                .max_request_bytes_per_call
+                .unwrap_or(self.limits.memory_bytes.saturating_mul(4)),
+            ..self.host_limits.clone()
+        };
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -146,7 +193,11 @@ impl RuntimeBuilder {
                 budget_ticks,
                 pooling,
                 components: ComponentCache::default(),
-                idle: IdleBudget::new(self.max_idle_instances.unwrap_or(self.max_instances as usize / 4)),
+                idle: IdleBudget::new(
+                    self.max_idle_instances.unwrap_or(self.max_instances as usize / 4),
+                    self.host_limits.idle_memory_bytes,
+                ),
+                host_limits,
                 instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
                 max_instances: self.max_instances as usize,
             }),
@@ -227,8 +278,9 @@ pub(crate) struct RuntimeInner {
     pub(crate) budget_ticks: u64,
     pub(crate) pooling: bool,
     pub(crate) components: ComponentCache,
-    /// How many more idle instances may be kept, across stacks.
+    /// How many more idle instances, and bytes of their memory, may be kept, across stacks.
     pub(crate) idle: IdleBudget,
+    pub(crate) host_limits: HostLimits,
     /// One permit per instance that may be alive at once (`max_instances`).
     instance_slots: Arc<Semaphore>,
     max_instances: usize,
@@ -272,6 +324,11 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The bounds on what the host holds and does for modules.
+    pub fn host_limits(&self) -> &HostLimits {
+        &self.inner.host_limits
     }
 
     /// Whether this runtime uses the pooling allocator.

@@ -1,5 +1,6 @@
 //! The wasm runtime: loading modules and running stacks of them.
 
+mod bounds;
 mod engine;
 mod imports;
 mod module;
@@ -9,6 +10,7 @@ mod sandbox;
 mod stack;
 pub mod wit;
 
+pub use bounds::HostLimits;
 pub use engine::{Limits, Runtime, RuntimeBuilder, RuntimeError};
 pub use module::{LoadError, LoadErrorKind, Module, ModuleSource};
 pub use registry::{EmptyRegistry, LazyRegistry, Registry};
