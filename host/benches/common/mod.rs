@@ -144,7 +144,7 @@ pub async fn passthrough_chain(runtime: &Runtime, n: usize, inner: Arc<dyn Provi
 pub async fn retry_fallback_chain(runtime: &Runtime, inner: Arc<dyn Provider>, share: bool) -> Stack {
     let retry = builtin(runtime, "retry", serde_json::json!({})).await.with_share_state(share);
     let fallback =
-        builtin(runtime, "fallback", serde_json::json!({ "stack": [] })).await.with_share_state(share);
+        builtin(runtime, "fallback", serde_json::json!({ "chain": [] })).await.with_share_state(share);
     Stack::new(runtime.clone(), vec![retry, fallback], inner).with_random(RandomSource::repeating(vec![0]))
 }
 
