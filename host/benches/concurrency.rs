@@ -127,7 +127,7 @@ async fn stack(runtime: &Runtime, fallback: bool, adapter: Arc<dyn Provider>) ->
     let retry_table = serde_json::json!({ "backoff_base_seconds": BASE_SECONDS, "max_retries": 3 });
     let mut modules = vec![common::builtin(runtime, "retry", retry_table).await];
     if fallback {
-        modules.push(common::builtin(runtime, "fallback", serde_json::json!({ "stack": [] })).await);
+        modules.push(common::builtin(runtime, "fallback", serde_json::json!({ "chain": [] })).await);
     }
     Stack::new(runtime.clone(), modules, adapter).with_random(RandomSource::repeating(vec![0]))
 }

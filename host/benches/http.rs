@@ -85,7 +85,7 @@ fn main() {
     let endpoint = format!("{url}/v1/chat/completions");
     let rt = common::tokio_current_thread();
     let runtime = common::runtime(true, 4096, true);
-    let stack = rt.block_on(common::retry_fallback_chain(&runtime, adapter.clone()));
+    let stack = rt.block_on(common::retry_fallback_chain(&runtime, adapter.clone(), false));
     let cases: Vec<_> = SIZES
         .iter()
         .map(|&(label, bytes)| {

@@ -1,6 +1,6 @@
 //! Benchmark 3 (docs/benchmarks.md): what a call pays to get fresh instances of its
-//! stack, with and without the pooling allocator, and what it pays instead when it reuses
-//! an idle store (the default).
+//! stack (the default), with and without the pooling allocator, and what it pays instead
+//! when its modules share state and it reuses an idle store.
 //!
 //! Without reuse (`max_idle_instances(0)`), every `Stack` call creates a store,
 //! instantiates every layer from its `InstancePre`, calls each layer's `configure` with its
@@ -43,9 +43,9 @@ fn main() {
                 let mut stacks = Vec::new();
                 for (name, layers) in STACKS {
                     let stack = if name == "retry_fallback" {
-                        common::retry_fallback_chain(&runtime, adapter.clone()).await
+                        common::retry_fallback_chain(&runtime, adapter.clone(), reuse).await
                     } else {
-                        common::passthrough_chain(&runtime, layers, adapter.clone()).await
+                        common::passthrough_chain(&runtime, layers, adapter.clone(), reuse).await
                     };
                     stack.validate_config().await.unwrap_or_else(|e| panic!("{name}: {e}"));
                     stacks.push((name, stack));

@@ -25,8 +25,16 @@ use criterion::BenchmarkId;
 
 const GROUP: &str = "invoke";
 const CLOCKS: [Clock; 2] = [Clock::Wall, Clock::ThreadCpu];
-const STACKS: [(&str, usize); 4] =
-    [("passthrough_x1", 1), ("passthrough_x2", 2), ("passthrough_x3", 3), ("retry_fallback", 2)];
+/// Every stack gives each call fresh instances (the default), except `retry_fallback_shared`,
+/// whose modules share state so that calls reuse idle stores: the pair is the per-call cost
+/// of isolation.
+const STACKS: [(&str, usize); 5] = [
+    ("passthrough_x1", 1),
+    ("passthrough_x2", 2),
+    ("passthrough_x3", 3),
+    ("retry_fallback", 2),
+    ("retry_fallback_shared", 2),
+];
 
 fn main() {
     let started = SystemTime::now();
@@ -38,10 +46,12 @@ fn main() {
     let stacks: Vec<(&str, Stack)> = rt.block_on(async {
         let mut stacks = Vec::new();
         for (name, layers) in STACKS {
-            let stack = if name == "retry_fallback" {
-                common::retry_fallback_chain(&runtime, adapter.clone()).await
-            } else {
-                common::passthrough_chain(&runtime, layers, adapter.clone()).await
+            let stack = match name {
+                "retry_fallback" => common::retry_fallback_chain(&runtime, adapter.clone(), false).await,
+                "retry_fallback_shared" => {
+                    common::retry_fallback_chain(&runtime, adapter.clone(), true).await
+                }
+                _ => common::passthrough_chain(&runtime, layers, adapter.clone(), false).await,
             };
             stacks.push((name, stack));
         }
@@ -153,6 +163,22 @@ fn summary(started: SystemTime, load_before: &str) {
         let at = |l: &str| marginal.iter().find(|m| m.0 == clock && m.1 == l).map(|m| m.2);
         if let (Some(small), Some(big)) = (at("1KiB"), at("400KiB")) {
             println!("  size-dependent part: {:.3} µs per KiB per layer", (big - small) / 399.0);
+        }
+    }
+    println!("\nCost of isolation (fresh instances per call) against shared state, retry(fallback):");
+    for (label, _) in SIZES {
+        for clock in CLOCKS {
+            if let (Some(fresh), Some(shared)) =
+                (get(clock, "retry_fallback", label), get(clock, "retry_fallback_shared", label))
+            {
+                println!(
+                    "- {label} ({clock:?}): {} µs against {} µs, {:.1}×, +{} µs per call",
+                    us(fresh.us()),
+                    us(shared.us()),
+                    fresh.median_ns / shared.median_ns,
+                    us(fresh.us() - shared.us())
+                );
+            }
         }
     }
     println!("\nTargets:");

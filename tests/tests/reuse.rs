@@ -1,6 +1,6 @@
 //! Stores kept between calls, the instance pool, and the request passed by handle: a call
-//! reuses a clean store of its chain, never one that trapped, leaked a handle or was
-//! abandoned mid-call; calls beyond the pool wait for a slot; and a layer that rewrites
+//! of a chain whose modules share state reuses a clean store of its chain, never one that
+//! trapped, leaked a handle or was abandoned mid-call; by default no store is reused; calls beyond the pool wait for a slot; and a layer that rewrites
 //! the request hands the next one a new handle.
 
 use std::sync::{Arc, OnceLock};
@@ -20,12 +20,14 @@ fn runtime() -> Runtime {
 
 async fn counting_tag(rt: &Runtime) -> Arc<Module> {
     let config = json!({"tag": "t", "count_calls": true});
-    rt.load_module("tag", ModuleSource::Bytes, fixtures::TAG.to_vec(), &config).await.expect("tag loads")
+    let tag = rt.load_module("tag", ModuleSource::Bytes, fixtures::TAG.to_vec(), &config).await;
+    tag.expect("tag loads").with_share_state(true)
 }
 
 async fn hostile(rt: &Runtime, mode: &str) -> Arc<Module> {
     let config = json!({ "mode": mode });
-    rt.load_module(mode, ModuleSource::Bytes, fixtures::HOSTILE.to_vec(), &config).await.expect("loads")
+    let module = rt.load_module(mode, ModuleSource::Bytes, fixtures::HOSTILE.to_vec(), &config).await;
+    module.expect("loads").with_share_state(true)
 }
 
 /// How many calls the tag instance that served this call had served, this one included.

@@ -132,17 +132,19 @@ pub async fn builtin(runtime: &Runtime, name: &str, config: serde_json::Value) -
         .unwrap_or_else(|e| panic!("loading {name}: {e}"))
 }
 
-/// `passthrough` stacked `n` times around `inner`.
-pub async fn passthrough_chain(runtime: &Runtime, n: usize, inner: Arc<dyn Provider>) -> Stack {
-    let module = builtin(runtime, "passthrough", serde_json::json!({})).await;
+/// `passthrough` stacked `n` times around `inner`; with `share`, calls may reuse idle
+/// stores (`share_state`), else every call gets fresh instances (the default).
+pub async fn passthrough_chain(runtime: &Runtime, n: usize, inner: Arc<dyn Provider>, share: bool) -> Stack {
+    let module = builtin(runtime, "passthrough", serde_json::json!({})).await.with_share_state(share);
     Stack::new(runtime.clone(), vec![module; n], inner).with_random(RandomSource::repeating(vec![0]))
 }
 
 /// The production shape `retry(fallback(inner))`, with retry's defaults and an empty
-/// fallback stack (no failure happens, so neither acts).
-pub async fn retry_fallback_chain(runtime: &Runtime, inner: Arc<dyn Provider>) -> Stack {
-    let retry = builtin(runtime, "retry", serde_json::json!({})).await;
-    let fallback = builtin(runtime, "fallback", serde_json::json!({ "stack": [] })).await;
+/// fallback stack (no failure happens, so neither acts); `share` as in [`passthrough_chain`].
+pub async fn retry_fallback_chain(runtime: &Runtime, inner: Arc<dyn Provider>, share: bool) -> Stack {
+    let retry = builtin(runtime, "retry", serde_json::json!({})).await.with_share_state(share);
+    let fallback =
+        builtin(runtime, "fallback", serde_json::json!({ "chain": [] })).await.with_share_state(share);
     Stack::new(runtime.clone(), vec![retry, fallback], inner).with_random(RandomSource::repeating(vec![0]))
 }
 

@@ -4,7 +4,9 @@
 //!
 //! Nothing here logs or returns the API key: request headers are never logged, the key's
 //! header value is marked sensitive, and any text that reaches an error (a vendor body, a
-//! transport message) is scrubbed of the key's value first, in case a server echoes it.
+//! transport message) or a successful response (content, thinking, tool calls, model,
+//! metadata) is scrubbed of the key's value first, in case a server echoes it: whatever
+//! the adapter returns is handed to modules, which must never see the key.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,7 +16,7 @@ use serde_json::Value;
 
 use super::ApiKey;
 use crate::providers::ProviderSettings;
-use crate::types::{Error, ErrorKind};
+use crate::types::{Error, ErrorKind, Response};
 
 /// The most characters of a vendor body kept in an error.
 pub const BODY_EXCERPT_CHARS: usize = 500;
@@ -274,6 +276,31 @@ impl HttpClient {
             self.error(ErrorKind::Config, format!("cannot build the request: {detail}"))
         } else {
             self.error(ErrorKind::Connection, format!("connection failed while {doing}: {detail}"))
+        }
+    }
+
+    /// Replaces the API key wherever it occurs in `response` (a vendor that echoes it back
+    /// would otherwise hand it to every module above the adapter).
+    pub fn scrub_response(&self, response: &mut Response) {
+        let Some(key) = self.secret.as_ref().map(ApiKey::expose).filter(|k| !k.is_empty()) else {
+            return;
+        };
+        let scrub = |text: &mut String| {
+            if text.contains(key) {
+                *text = text.replace(key, "***");
+            }
+        };
+        response.content.iter_mut().for_each(scrub);
+        response.thinking.iter_mut().for_each(scrub);
+        scrub(&mut response.model);
+        for call in &mut response.tool_calls {
+            scrub(&mut call.id);
+            scrub(&mut call.name);
+            scrub(&mut call.arguments);
+        }
+        for (name, value) in &mut response.metadata {
+            scrub(name);
+            scrub(value);
         }
     }
 

@@ -134,7 +134,9 @@ impl<W: WireFormat> Provider for HttpAdapter<W> {
         let body = self.0.body(&request)?;
         let endpoint = self.0.endpoint();
         let reply = endpoint.http.post_json(&endpoint.url, &body).await?;
-        self.0.response(&reply.headers, &reply.body)
+        let mut response = self.0.response(&reply.headers, &reply.body)?;
+        endpoint.http.scrub_response(&mut response);
+        Ok(response)
     }
 
     async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {

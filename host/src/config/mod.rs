@@ -27,7 +27,7 @@ pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "passthrough"];
 const ARCLLM_SECTIONS: &[&str] = &["vault"];
 
 /// Keys a module table may have that are arcllm's, not the module's.
-const HOST_KEYS: &[&str] = &["enabled", "wasm", "reach"];
+const HOST_KEYS: &[&str] = &["enabled", "wasm", "reach", "share_state"];
 
 /// The keys of `[limits]`.
 const LIMIT_KEYS: &[&str] = &[
@@ -54,6 +54,10 @@ pub struct ModuleConfig {
     pub enabled: bool,
     /// Where its code comes from.
     pub code: ModuleCode,
+    /// `share_state`: whether the module's instances may serve more than one call, so that
+    /// what one call leaves in its memory is visible to later calls (default false: every
+    /// call gets fresh instances).
+    pub share_state: bool,
     /// The table handed to the module at load, without arcllm's own keys.
     pub table: serde_json::Map<String, serde_json::Value>,
     /// `reach`: the providers the module may call through the registry, besides what it
@@ -341,6 +345,13 @@ impl Reader<'_> {
                 return Err(self.invalid(&key("enabled"), format!("must be true or false, got {other}")))
             }
         };
+        let share_state = match table.get("share_state") {
+            None => false,
+            Some(toml::Value::Boolean(b)) => *b,
+            Some(other) => {
+                return Err(self.invalid(&key("share_state"), format!("must be true or false, got {other}")))
+            }
+        };
         let wasm = match table.get("wasm") {
             None => None,
             Some(toml::Value::String(path)) => Some(base.join(path)),
@@ -382,7 +393,7 @@ impl Reader<'_> {
             .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
             .map(|(k, v)| (k, toml_to_json(v)))
             .collect();
-        Ok(Some(ModuleConfig { enabled, code, table: module_table, reach }))
+        Ok(Some(ModuleConfig { enabled, code, share_state, table: module_table, reach }))
     }
 
     /// `[limits]`: each key optional (its default otherwise), each a positive, finite number.

@@ -90,6 +90,7 @@ impl Recipe {
         for p in &planned {
             let module =
                 load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?;
+            let module = module.with_share_state(p.share_state);
             modules.push(if p.reach.is_empty() {
                 module
             } else {

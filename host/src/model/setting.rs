@@ -53,6 +53,8 @@ pub struct PlannedModule {
     pub name: String,
     /// Where its code comes from.
     pub code: ModuleCode,
+    /// config.toml's `share_state`: whether its instances may serve more than one call.
+    pub share_state: bool,
     /// The table it is loaded with: config.toml's, overlaid with the call's.
     pub table: Map<String, Value>,
     /// The providers config.toml lets it call through the registry (`reach`).
@@ -102,6 +104,7 @@ pub fn plan(
         enabled.push(PlannedModule {
             name: name.clone(),
             code: module.code.clone(),
+            share_state: module.share_state,
             table,
             reach: module.reach.clone(),
         });
@@ -112,7 +115,7 @@ pub fn plan(
 
 /// A per-call table, read: `enabled` is honoured (a table with `enabled = false` switches
 /// the module off like `Off`), `null` values are dropped so that config.toml's value stays,
-/// and `wasm` and `reach` cannot be set per call.
+/// and `wasm`, `reach` and `share_state` cannot be set per call.
 struct CallTable {
     enabled: Option<bool>,
     keys: Map<String, Value>,
@@ -134,6 +137,12 @@ fn call_table(module: &str, table: &Map<String, Value>) -> Result<CallTable, Con
     }
     if table.contains_key("reach") {
         return Err(invalid("reach", "what a module may reach is set in config.toml, not per call".into()));
+    }
+    if table.contains_key("share_state") {
+        return Err(invalid(
+            "share_state",
+            "whether a module shares state is set in config.toml, not per call".into(),
+        ));
     }
     let keys = table
         .iter()

@@ -12,6 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::bounds::HostLimits;
 use super::imports;
 use super::limits::CallLimits;
 use super::module::ComponentCache;
@@ -55,6 +56,10 @@ pub struct RuntimeBuilder {
     epoch_tick: Duration,
     // Sandbox bounds on host work (timeouts, calls, file sizes, slot shares).
     call_limits: CallLimits,
+    // Bounds on what the host holds and does for modules.
+    host_limits: HostLimits,
+    /// Set explicitly; else 4× the memory limit.
+    max_request_bytes_per_call: Option<usize>,
 }
 
 impl Default for RuntimeBuilder {
@@ -66,6 +71,8 @@ impl Default for RuntimeBuilder {
             max_idle_instances: None,
             epoch_tick: Duration::from_millis(5),
             call_limits: CallLimits::default(),
+            host_limits: HostLimits::for_memory_limit(Limits::default().memory_bytes),
+            max_request_bytes_per_call: None,
         }
     }
 }
@@ -108,7 +115,9 @@ impl RuntimeBuilder {
         self
     }
     /// Module instances kept idle for reuse, across all stacks (default: a quarter of
-    /// [`max_instances`](Self::max_instances)). A call takes an idle store of its stack,
+    /// [`max_instances`](Self::max_instances)). Only stacks whose modules all share state
+    /// ([`Module::with_share_state`](super::Module::with_share_state)) keep idle stores. A
+    /// call of such a stack takes an idle store of its stack,
     /// with every layer instantiated and configured, instead of instantiating and
     /// configuring them again. Idle instances hold pool slots and resident memory; the
     /// default leaves three quarters of the pool to calls in flight. 0 gives every call
@@ -117,6 +126,40 @@ impl RuntimeBuilder {
         self.max_idle_instances = Some(count);
         self
     }
+    // ---- bounds on what the host holds and does for modules ----
+
+    /// Most bytes of requests that `request-handle`s made by modules may hold at once in
+    /// one call (default 4× the memory limit). Beyond it the module making the handle traps,
+    /// and the call fails with a `module` error naming it.
+    pub fn max_request_bytes_per_call(mut self, bytes: usize) -> Self {
+        self.max_request_bytes_per_call = Some(bytes);
+        self
+    }
+    /// Most bytes of one line a module logs (default 4 KiB); a longer line is cut and marked.
+    pub fn max_log_line_bytes(mut self, bytes: usize) -> Self {
+        self.host_limits.log_line_bytes = bytes;
+        self
+    }
+    /// Most lines the modules of one call may log (default 256); after them one warning
+    /// says that further lines are dropped.
+    pub fn max_log_lines_per_call(mut self, lines: usize) -> Self {
+        self.host_limits.log_lines_per_call = lines;
+        self
+    }
+    /// Most bytes of linear memory a store may hold and still be kept idle for reuse
+    /// (default 8 MiB): a store whose modules grew their memory beyond it is dropped after
+    /// its call, returning the memory.
+    pub fn max_idle_store_memory(mut self, bytes: usize) -> Self {
+        self.host_limits.idle_store_memory_bytes = bytes;
+        self
+    }
+    /// Most bytes of linear memory all idle stores of this runtime may hold together
+    /// (default 256 MiB); beyond it a store is dropped after its call instead of kept.
+    pub fn max_idle_memory(mut self, bytes: usize) -> Self {
+        self.host_limits.idle_memory_bytes = bytes;
+        self
+    }
+
     /// How often the CPU budget is checked (default 5 ms).
     pub fn epoch_tick(mut self, tick: Duration) -> Self {
         self.epoch_tick = tick.max(Duration::from_micros(100));
@@ -147,6 +190,12 @@ impl RuntimeBuilder {
         spawn_epoch_ticker(&engine, self.epoch_tick);
         let budget_ticks =
             (self.limits.cpu_budget.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64;
+        let host_limits = HostLimits {
+            request_bytes_per_call: self
+                .max_request_bytes_per_call
+                .unwrap_or(self.limits.memory_bytes.saturating_mul(4)),
+            ..self.host_limits.clone()
+        };
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 engine,
@@ -155,7 +204,11 @@ impl RuntimeBuilder {
                 budget_ticks,
                 pooling,
                 components: ComponentCache::default(),
-                idle: IdleBudget::new(self.max_idle_instances.unwrap_or(self.max_instances as usize / 4)),
+                idle: IdleBudget::new(
+                    self.max_idle_instances.unwrap_or(self.max_instances as usize / 4),
+                    self.host_limits.idle_memory_bytes,
+                ),
+                host_limits,
                 instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
                 max_instances: self.max_instances as usize,
             }),
@@ -179,7 +232,7 @@ impl RuntimeBuilder {
             // copy-on-write: a mapping per new instance takes the process's mmap lock for
             // writing, which stalls bursts of new instances across threads (the first burst
             // of 1,000 calls went from 1.82–2.25× to 1.60–1.98× the ideal time,
-            // docs/benchmarks.md). Stores are reused, so the copy is rare.
+            // docs/benchmarks.md).
             .memory_init_cow(false);
         if pooling {
             let mut pool = PoolingAllocationConfig::default();
@@ -237,8 +290,9 @@ pub(crate) struct RuntimeInner {
     pub(crate) budget_ticks: u64,
     pub(crate) pooling: bool,
     pub(crate) components: ComponentCache,
-    /// How many more idle instances may be kept, across stacks.
+    /// How many more idle instances, and bytes of their memory, may be kept, across stacks.
     pub(crate) idle: IdleBudget,
+    pub(crate) host_limits: HostLimits,
     /// One permit per instance that may be alive at once (`max_instances`).
     instance_slots: Arc<Semaphore>,
     max_instances: usize,
@@ -290,6 +344,11 @@ impl Runtime {
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// The bounds on what the host holds and does for modules.
+    pub fn host_limits(&self) -> &HostLimits {
+        &self.inner.host_limits
     }
 
     /// The time, call and file limits stacks and module loads made with this handle get.

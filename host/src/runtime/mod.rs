@@ -1,5 +1,6 @@
 //! The wasm runtime: loading modules and running stacks of them.
 
+mod bounds;
 mod engine;
 mod imports;
 mod limits;
@@ -10,6 +11,7 @@ mod sandbox;
 mod stack;
 pub mod wit;
 
+pub use bounds::HostLimits;
 pub use engine::{Limits, Runtime, RuntimeBuilder, RuntimeError};
 pub use limits::{CallLimits, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};
 pub use module::{LoadError, LoadErrorKind, Module, ModuleSource};

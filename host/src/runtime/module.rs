@@ -46,6 +46,10 @@ pub struct Module {
     pub source: ModuleSource,
     /// The configuration table as JSON text, handed to `configure` on every instance.
     pub config: String,
+    /// Whether this module's instances may serve more than one call. Off by default: each
+    /// call then gets fresh instances, so nothing one call leaves in a module's memory
+    /// (a prompt kept in a global) reaches another call. See [`Module::with_share_state`].
+    pub share_state: bool,
     pub(crate) compiled: Arc<Compiled>,
     /// The registry targets this module may call.
     reach: Vec<Target>,
@@ -62,13 +66,28 @@ impl Module {
     /// This module (sharing its compiled component and configuration) allowed to reach
     /// exactly `reach` through the registry.
     pub fn with_reach(&self, reach: Vec<Target>) -> Arc<Module> {
-        Arc::new(Module {
+        Arc::new(Module { reach, ..self.copy() })
+    }
+
+    /// This module with `share_state` set. When every module of a stack shares state, a
+    /// call may be served by instances an earlier call left behind: faster (no
+    /// instantiation and `configure` per call), but the module's globals then carry data
+    /// from one call into the next, and between whoever makes those calls. Only for
+    /// modules trusted to keep nothing per call.
+    pub fn with_share_state(&self, share: bool) -> Arc<Module> {
+        Arc::new(Module { share_state: share, ..self.copy() })
+    }
+
+    /// A copy sharing the compiled component.
+    fn copy(&self) -> Module {
+        Module {
             name: self.name.clone(),
             source: self.source.clone(),
             config: self.config.clone(),
+            share_state: self.share_state,
             compiled: self.compiled.clone(),
-            reach,
-        })
+            reach: self.reach.clone(),
+        }
     }
 
     /// What the component imports, as `namespace:package/interface@version` names.
@@ -313,6 +332,7 @@ impl Runtime {
             name: name.to_string(),
             source: source.clone(),
             config: config_text,
+            share_state: false,
             compiled,
             reach: default_reach(name, &source, config),
         });

@@ -1,14 +1,16 @@
 //! Idle stores kept for reuse, so that a call does not instantiate and configure every
 //! layer again.
 //!
-//! A store serves one call at a time. When its call ends cleanly (nothing trapped, no
-//! leaked request handle, the caller did not give up mid-call) it goes back to its stack's
-//! pool; a store that trapped is dropped with its call. The number of idle instances is
-//! bounded across all stacks of a runtime, so a burst of a thousand calls does not leave a
-//! thousand warm stores behind, and idle stores never take the pooling allocator's slots
-//! that calls in flight need.
+//! Only stacks whose modules all opted in to sharing state use a pool: by default every
+//! call gets fresh instances. A store serves one call at a time. When its call ends
+//! cleanly (nothing trapped, no leaked request handle, the caller did not give up
+//! mid-call) it goes back to its stack's pool; a store that trapped is dropped with its call. What idle stores hold is bounded
+//! across all stacks of a runtime, in instances and in bytes of linear memory, so a burst
+//! of a thousand calls does not leave a thousand warm stores behind, idle stores never take
+//! the pooling allocator's slots that calls in flight need, and a module that grew its
+//! memory does not keep it resident after its call: a store whose memory is over
+//! `HostLimits::idle_store_memory_bytes` is dropped rather than kept.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
@@ -16,25 +18,46 @@ use wasmtime::Store;
 use super::engine::RuntimeInner;
 use super::sandbox::CallState;
 
-/// The runtime-wide allowance of idle instances.
+/// The runtime-wide allowance of idle instances and of their memory.
 pub(crate) struct IdleBudget {
-    left: AtomicUsize,
+    left: Mutex<Allowance>,
+}
+
+struct Allowance {
+    instances: usize,
+    memory_bytes: usize,
 }
 
 impl IdleBudget {
-    pub(crate) fn new(max: usize) -> Self {
-        IdleBudget { left: AtomicUsize::new(max) }
+    pub(crate) fn new(instances: usize, memory_bytes: usize) -> Self {
+        IdleBudget { left: Mutex::new(Allowance { instances, memory_bytes }) }
     }
 
-    fn take(&self, instances: usize) -> bool {
-        self.left
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(instances))
-            .is_ok()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Allowance> {
+        self.left.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn give_back(&self, count: usize) {
-        self.left.fetch_add(count, Ordering::AcqRel);
+    fn take(&self, instances: usize, memory_bytes: usize) -> bool {
+        let mut left = self.lock();
+        match (left.instances.checked_sub(instances), left.memory_bytes.checked_sub(memory_bytes)) {
+            (Some(instances), Some(memory_bytes)) => {
+                *left = Allowance { instances, memory_bytes };
+                true
+            }
+            _ => false,
+        }
     }
+
+    fn give_back(&self, instances: usize, memory_bytes: usize) {
+        let mut left = self.lock();
+        left.instances += instances;
+        left.memory_bytes += memory_bytes;
+    }
+}
+
+/// What an idle store holds against the budget: its instances and their memory.
+fn weight(store: &Store<CallState>) -> (usize, usize) {
+    (store.data().instances.len(), store.data().limits.memory_bytes())
 }
 
 /// One stack's idle stores.
@@ -51,14 +74,20 @@ impl StorePool {
     /// An idle store, if there is one.
     pub(crate) fn take(&self) -> Option<Store<CallState>> {
         let store = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-        self.runtime.idle.give_back(store.data().instances.len());
+        let (instances, memory_bytes) = weight(&store);
+        self.runtime.idle.give_back(instances, memory_bytes);
         Some(store)
     }
 
-    /// Keeps `store` for a later call if it is reusable and the runtime's allowance of
-    /// idle instances is not spent; drops it otherwise.
+    /// Keeps `store` for a later call if it is reusable, its memory is within the idle
+    /// store limit, and the runtime's allowance of idle instances and memory is not spent;
+    /// drops it otherwise.
     pub(crate) fn put(&self, store: Store<CallState>) {
-        if store.data().reusable() && self.runtime.idle.take(store.data().instances.len()) {
+        let (instances, memory_bytes) = weight(&store);
+        if store.data().reusable()
+            && memory_bytes <= self.runtime.host_limits.idle_store_memory_bytes
+            && self.runtime.idle.take(instances, memory_bytes)
+        {
             self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
         }
     }
@@ -67,6 +96,9 @@ impl StorePool {
 impl Drop for StorePool {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
-        self.runtime.idle.give_back(idle.iter().map(|store| store.data().instances.len()).sum());
+        for store in idle.iter() {
+            let (instances, memory_bytes) = weight(store);
+            self.runtime.idle.give_back(instances, memory_bytes);
+        }
     }
 }

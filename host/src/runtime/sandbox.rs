@@ -2,7 +2,7 @@
 //!
 //! A `Store<CallState>` holds one instance per layer and serves one call at a time: calls
 //! in flight never share module state, so they never block each other. A store outlives
-//! its call only when the call ended cleanly (nothing trapped, no request handle leaked,
+//! its call only when every module of its stack shares state, the call ended cleanly (nothing trapped, no request handle leaked,
 //! the caller did not give up mid-call) and the runtime's allowance of idle instances is
 //! not spent; its stack's pool (`pool::StorePool`) then keeps it for a later call.
 //! Otherwise it is dropped with its call. Each module runs under a memory cap and a CPU
@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime::{StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bounds::{self, CallUsage, HostLimits, MeteredLimits, RequestBytesExceeded};
 use super::engine::RuntimeInner;
 use super::imports::{self, HeldRequest};
 use super::limits::{CallBudget, LimitExceeded};
@@ -54,7 +55,8 @@ pub(crate) struct CallState {
     _slots: OwnedSemaphorePermit,
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) limits: StoreLimits,
+    /// The memory cap, and how much memory the store's instances hold.
+    pub(crate) limits: MeteredLimits,
     /// The stack's modules, outermost first.
     pub(crate) modules: Arc<[Arc<Module>]>,
     /// This call's instances of `modules`, filled in as they are created.
@@ -74,6 +76,11 @@ pub(crate) struct CallState {
     trapped_layer: Option<usize>,
     // Sandbox bounds on host work: provider calls made, module errors issued, slot share.
     pub(crate) budget: CallBudget,
+
+    // ---- bounds on what the host holds and does for the modules of this store ----
+    pub(crate) host_limits: HostLimits,
+    /// What the current call has used of `host_limits`.
+    pub(crate) usage: CallUsage,
 }
 
 impl WasiView for CallState {
@@ -97,6 +104,7 @@ impl CallState {
             .memory_size(runtime.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
+        let limits = MeteredLimits::new(limits);
         let n = modules.len();
         let mut budget = budget;
         budget.tick =
@@ -116,6 +124,8 @@ impl CallState {
             held_requests: 0,
             trapped_layer: None,
             budget,
+            host_limits: runtime.host_limits.clone(),
+            usage: CallUsage::default(),
         }
     }
 
@@ -125,6 +135,7 @@ impl CallState {
         self.current = 0;
         self.ticks.fill(0);
         self.budget.begin_call();
+        self.usage.log_lines = 0;
     }
 
     /// Whether the store can serve another call: nothing trapped, and no request handle a
@@ -133,9 +144,28 @@ impl CallState {
         self.trapped_layer.is_none() && self.held_requests == 0
     }
 
-    /// Puts `request` in the resource table; the handle can be lent to any layer.
+    /// Puts the caller's `request` in the resource table; the handle can be lent to any
+    /// layer.
     pub(crate) fn hold_request(&mut self, request: Request) -> wasmtime::Result<Resource<HeldRequest>> {
-        let handle = self.table.push(HeldRequest(request))?;
+        let handle = self.table.push(HeldRequest(request, 0))?;
+        self.held_requests += 1;
+        Ok(handle)
+    }
+
+    /// Puts a request a module made in the resource table, charging its size to the call:
+    /// beyond `HostLimits::request_bytes_per_call` the module traps instead.
+    pub(crate) fn hold_module_request(
+        &mut self,
+        request: Request,
+    ) -> wasmtime::Result<Resource<HeldRequest>> {
+        let bytes = bounds::request_bytes(&request);
+        let limit = self.host_limits.request_bytes_per_call;
+        let total = self.usage.request_bytes.saturating_add(bytes);
+        if total > limit {
+            return Err(wasmtime::Error::new(RequestBytesExceeded { limit }));
+        }
+        let handle = self.table.push(HeldRequest(request, bytes))?;
+        self.usage.request_bytes = total;
         self.held_requests += 1;
         Ok(handle)
     }
@@ -147,7 +177,8 @@ impl CallState {
 
     /// Removes an owned handle's request from the table.
     pub(crate) fn drop_request(&mut self, handle: Resource<HeldRequest>) -> wasmtime::Result<()> {
-        self.table.delete(handle)?;
+        let held = self.table.delete(handle)?;
+        self.usage.request_bytes -= held.1;
         self.held_requests -= 1;
         Ok(())
     }
@@ -218,6 +249,8 @@ pub(crate) fn module_error(module: &str, error: wasmtime::Error) -> Error {
         "exceeded its CPU budget for one call (runaway loop?)".to_string()
     } else if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         limit.to_string()
+    } else if let Some(exceeded) = error.downcast_ref::<RequestBytesExceeded>() {
+        exceeded.to_string()
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         match trap {
             wasmtime::Trap::UnreachableCodeReached => {

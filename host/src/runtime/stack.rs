@@ -22,7 +22,9 @@ use crate::types::{Error, Request, Response};
 /// `inner`. A stack is itself a [`Provider`]. It is immutable and cheap to clone (clones
 /// share idle stores). Each call runs in a store of its own, with one instance of every
 /// layer: calls run concurrently, and a module that traps takes down only the call it
-/// trapped in. A store whose call ended cleanly is kept for a later call
+/// trapped in. By default every call gets fresh instances, so no module state outlives a
+/// call. When every module opts in ([`Module::with_share_state`]), a store whose call ended
+/// cleanly is kept for a later call
 /// ([`RuntimeBuilder::max_idle_instances`](super::RuntimeBuilder::max_idle_instances)).
 #[derive(Clone)]
 pub struct Stack {
@@ -35,6 +37,8 @@ pub struct Stack {
     // Sandbox bounds: time and call limits, and this stack's share of instance slots.
     limits: Arc<CallLimits>,
     share: Arc<Semaphore>,
+    /// Every module opted in to sharing state: stores are kept and reused across calls.
+    share_state: bool,
 }
 
 impl Stack {
@@ -44,8 +48,10 @@ impl Stack {
         let limits = runtime.call_limits.clone();
         let max = runtime.inner.max_instances();
         let share = limits.max_instances_per_stack.unwrap_or(max / 2).min(max).max(modules.len());
+        let share_state = !modules.is_empty() && modules.iter().all(|m| m.share_state);
         Stack {
             runtime,
+            share_state,
             modules: modules.into(),
             inner,
             registry: Arc::new(EmptyRegistry),
@@ -76,6 +82,12 @@ impl Stack {
         &self.modules
     }
 
+    /// Whether calls may reuse instances an earlier call left: only when every module
+    /// opted in to sharing state.
+    pub fn shares_state(&self) -> bool {
+        self.share_state
+    }
+
     /// The provider at the bottom of the stack.
     pub fn inner(&self) -> &Arc<dyn Provider> {
         &self.inner
@@ -84,7 +96,8 @@ impl Stack {
     /// A store for one call, with every layer instantiated and configured: an idle one if
     /// the pool has one, else a fresh one. Returns it with the outermost instance.
     async fn checkout(&self) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
-        let mut store = match self.pool.take() {
+        let idle = if self.share_state { self.pool.take() } else { None };
+        let mut store = match idle {
             Some(store) => store,
             None => self.instantiate().await?,
         };
@@ -94,9 +107,12 @@ impl Stack {
         Ok((store, outer))
     }
 
-    /// Returns a store whose call has ended to the pool (if nothing in it trapped).
+    /// Returns a store whose call has ended to the pool (if the stack shares state and
+    /// nothing in it trapped); otherwise drops it, and the module state with it.
     fn checkin(&self, store: Store<CallState>) {
-        self.pool.put(store);
+        if self.share_state {
+            self.pool.put(store);
+        }
     }
 
     /// Creates a store and instantiates and configures every layer in it, once the stack's
