@@ -6,7 +6,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use arcllm::runtime::{LazyRegistry, Module, ModuleSource, Runtime, Stack};
+use arcllm::runtime::{CallLimits, LazyRegistry, Module, ModuleSource, Runtime, Stack};
+use arcllm::target::Target;
 use arcllm::types::*;
 use arcllm::Provider;
 use arcllm_tests::*;
@@ -92,11 +93,16 @@ fn counting_registry(created: Arc<AtomicUsize>) -> LazyRegistry {
 
 #[tokio::test]
 async fn targets_a_module_names_do_not_grow_the_registry_without_bound() {
-    let rt = Runtime::builder().build().unwrap();
+    // Reach and the call cap would stop this module first: let it name 300 targets in one
+    // call, so that the cache's own bound is what is tested.
+    let limits = CallLimits { max_calls_per_invoke: 1000, ..CallLimits::default() };
+    let rt = Runtime::builder().build().unwrap().with_call_limits(limits);
     let made = Arc::new(AtomicUsize::new(0));
     let registry = Arc::new(counting_registry(made.clone()));
     let module =
         hostile(&rt, "registry-names", json!({ "size": 200, "count": 300, "target": "openai" })).await;
+    let reach = (0..300).map(|i| Target::parse(&format!("openai/{}{i}", "m".repeat(200))).unwrap()).collect();
+    let module = module.with_reach(reach);
     let chain = Stack::new(rt.clone(), vec![module], ScriptedProvider::ok("anthropic"))
         .with_registry(registry.clone());
     invoke(&chain).await.expect("the last target answers");

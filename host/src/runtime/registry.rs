@@ -14,6 +14,7 @@ use crate::types::{Error, Request, Response};
 /// Resolves the targets a module names (`name` or `name/model`) to providers.
 #[async_trait]
 pub trait Registry: Send + Sync + 'static {
+    /// Sends `request` to the provider `target` names (`name` or `name/model`).
     async fn invoke(&self, target: &str, request: Request) -> Result<Response, Error>;
 }
 
@@ -40,6 +41,7 @@ struct Cache {
 }
 
 impl LazyRegistry {
+    /// A registry whose targets `factory` makes, the first time each is named.
     pub fn new(
         factory: impl Fn(&str, Option<&str>) -> Result<Arc<dyn Provider>, Error> + Send + Sync + 'static,
     ) -> Self {

@@ -5,15 +5,21 @@
 //! defines every import by hand with `func_wrap_async`. Only the types and the typed
 //! export accessors are used from here.
 
-wasmtime::component::bindgen!({
-    world: "middleware",
-    path: "../wit/v0.2",
-    imports: { default: async },
-    exports: { default: async },
-    with: { "arc:llm/types.request-handle": crate::runtime::imports::HeldRequest },
-    // Equality for tests and callers; serde for `arcllm invoke --json` and logs.
-    additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
-});
+// Generated from wit/v0.2: the WIT's own comments become the docs of what they describe;
+// the structure bindgen adds around them (modules, `Pre` types, traits) has none.
+#[allow(missing_docs)]
+mod generated {
+    wasmtime::component::bindgen!({
+        world: "middleware",
+        path: "../wit/v0.2",
+        imports: { default: async },
+        exports: { default: async },
+        with: { "arc:llm/types.request-handle": crate::runtime::imports::HeldRequest },
+        // Equality for tests and callers; serde for `arcllm invoke --json` and logs.
+        additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
+    });
+}
+pub use generated::*;
 
 /// The version these bindings are generated from, as a literal: the one place it is
 /// written, so that [`VERSION`], [`WORLD`] and every `arc_llm!` name agree.
