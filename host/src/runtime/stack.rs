@@ -213,32 +213,36 @@ impl Stack {
 
     /// The provider name as the outermost module reports it (through every layer).
     pub async fn query_name(&self) -> Result<String, Error> {
-        if self.modules.is_empty() {
-            return Ok(self.inner.name().to_string());
-        }
-        let deadline = Instant::now() + self.limits.call_timeout;
-        let (mut store, outer) = self.checkout_by(deadline).await?;
-        let Ok(name) = tokio::time::timeout_at(deadline, outer.call_name(&mut store)).await else {
-            return Err(self.timed_out(store));
-        };
-        let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
-        self.checkin(store);
-        Ok(name)
+        self.query(|inner| inner.name().to_string(), async |outer, store| outer.call_name(store).await).await
     }
 
     /// The model name as the outermost module reports it (through every layer).
     pub async fn query_model_name(&self) -> Result<String, Error> {
+        self.query(
+            |inner| inner.model_name().to_string(),
+            async |outer, store| outer.call_model_name(store).await,
+        )
+        .await
+    }
+
+    /// Asks the outermost module (`ask`), within the call deadline; the bare adapter
+    /// answers itself (`bare`).
+    async fn query(
+        &self,
+        bare: impl FnOnce(&dyn Provider) -> String,
+        ask: impl AsyncFnOnce(&Middleware, &mut Store<CallState>) -> wasmtime::Result<String>,
+    ) -> Result<String, Error> {
         if self.modules.is_empty() {
-            return Ok(self.inner.model_name().to_string());
+            return Ok(bare(&*self.inner));
         }
         let deadline = Instant::now() + self.limits.call_timeout;
         let (mut store, outer) = self.checkout_by(deadline).await?;
-        let Ok(name) = tokio::time::timeout_at(deadline, outer.call_model_name(&mut store)).await else {
+        let Ok(answer) = tokio::time::timeout_at(deadline, ask(&outer, &mut store)).await else {
             return Err(self.timed_out(store));
         };
-        let name = name.map_err(|trap| store.data_mut().trapped(0, trap))?;
+        let answer = answer.map_err(|trap| store.data_mut().trapped(0, trap))?;
         self.checkin(store);
-        Ok(name)
+        Ok(answer)
     }
 }
 
