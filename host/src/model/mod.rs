@@ -215,26 +215,32 @@ impl ModelBuilder {
         let planned = plan(&config, &self.settings)?;
         let sources = self.sources(&config, &planned, providers_dir);
 
-        let runtime = match &self.runtime {
-            Some(runtime) => runtime.clone(),
-            None => Runtime::shared()?,
-        };
         let file = config.file.clone().unwrap_or_else(|| "<embedded default>".into());
         let module_error = |module: &str, source: LoadError| {
             BuildError::Config(ConfigError::Module { file: file.clone(), module: module.to_string(), source })
         };
-        // Check the tables of disabled built-ins too: cheap (compiled once) and it finds
-        // typos before the module is switched on.
-        for (name, module) in &config.modules {
-            if module.code == ModuleCode::Builtin && !planned.iter().any(|p| &p.name == name) {
-                load(&runtime, name, &module.code, &module.table).await.map_err(|e| module_error(name, e))?;
-            }
+        // Check the tables of disabled built-ins too, so typos are found before the module
+        // is switched on; an unchanged default table is known good and needs no engine.
+        let defaults = Config::embedded().modules;
+        let unchecked: Vec<_> = (config.modules.iter())
+            .filter(|(name, m)| m.code == ModuleCode::Builtin && !planned.iter().any(|p| &p.name == *name))
+            .filter(|(name, m)| defaults.get(*name).is_none_or(|d| d.table != m.table))
+            .collect();
+        // The engine is made only when some module is to be loaded: a bare adapter runs no wasm.
+        let runtime = match (&self.runtime, planned.is_empty() && unchecked.is_empty()) {
+            (Some(runtime), _) => Some(runtime.clone()),
+            (None, true) => None,
+            (None, false) => Some(Runtime::shared()?),
+        };
+        for (name, module) in unchecked {
+            let runtime = runtime.as_ref().expect("made when a table is to be checked");
+            load(runtime, name, &module.code, &module.table).await.map_err(|e| module_error(name, e))?;
         }
         let mut modules = Vec::with_capacity(planned.len());
         for p in &planned {
-            modules.push(
-                load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?,
-            );
+            let runtime = runtime.as_ref().expect("made when a module is to be loaded");
+            modules
+                .push(load(runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?);
         }
         let stack: Vec<StackEntry> = modules
             .iter()
@@ -245,15 +251,16 @@ impl ModelBuilder {
                 table: p.table.clone(),
             })
             .collect();
-        let provider: Arc<dyn Provider> = if modules.is_empty() {
-            adapter
-        } else {
-            let registry = Arc::new(LazyRegistry::new(catalog.factory()));
-            let stack = Stack::new(runtime, modules.clone(), adapter).with_registry(registry);
-            Arc::new(match &self.random {
-                Some(random) => stack.with_random(random.clone()),
-                None => stack,
-            })
+        let provider: Arc<dyn Provider> = match runtime.filter(|_| !modules.is_empty()) {
+            None => adapter,
+            Some(runtime) => {
+                let registry = Arc::new(LazyRegistry::new(catalog.factory()));
+                let stack = Stack::new(runtime, modules.clone(), adapter).with_registry(registry);
+                Arc::new(match &self.random {
+                    Some(random) => stack.with_random(random.clone()),
+                    None => stack,
+                })
+            }
         };
         Ok(Snapshot { version, provider, modules, stack, sources })
     }

@@ -265,9 +265,9 @@ impl Runtime {
     /// Compiles on a blocking thread (it is CPU-bound), then checks imports against what
     /// arcllm grants and exports against the `middleware` world.
     async fn compile(&self, bytes: Vec<u8>, digest: [u8; 32]) -> Result<Arc<Compiled>, CompileError> {
-        let engine = self.engine().clone();
+        let inner = self.inner.clone();
         let component =
-            tokio::task::spawn_blocking(move || wasmtime::component::Component::new(&engine, &bytes))
+            tokio::task::spawn_blocking(move || inner.artifacts.component(&inner.engine, &bytes, &digest))
                 .await
                 .map_err(|e| CompileError::Compile(e.to_string()))?
                 .map_err(|e| CompileError::Compile(format!("{e:#}")))?;
