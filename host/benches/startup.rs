@@ -114,6 +114,6 @@ fn third_party() -> Vec<u8> {
     bytes.push((1 + name.len() + payload.len()) as u8);
     bytes.push(name.len() as u8);
     bytes.extend_from_slice(name);
-    bytes.extend_from_slice(&payload);
+    bytes.extend_from_slice(payload);
     bytes
 }
