@@ -1,6 +1,7 @@
 //! The `arcllm` command: invoke a model through its stack, show the effective config,
 //! check a module file, or run the demo against local vendor-like servers.
 
+mod cache;
 mod check;
 mod demo;
 mod invoke;
@@ -32,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         command: ModuleCommand,
     },
+    /// Manage the compile cache of third-party modules ($XDG_CACHE_HOME/arcllm).
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Run real stacks against local servers that fail like real vendors (no API key needed).
     Demo,
 }
@@ -44,6 +50,12 @@ enum ConfigCommand {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Remove every compiled module from the cache.
+    Clear,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +85,7 @@ fn main() -> std::process::ExitCode {
             Command::Module { command: ModuleCommand::Check { file, config } } => {
                 check::run(&file, &config).await
             }
+            Command::Cache { command: CacheCommand::Clear } => cache::clear(),
             Command::Demo => demo::run().await,
         }
     });

@@ -69,27 +69,35 @@ impl Recipe {
             tracing::warn!("{warning}");
         }
 
-        let runtime = match &self.runtime {
-            Some(runtime) => runtime.clone(),
-            None => Runtime::shared()?,
-        };
-        // config.toml's `[limits]` bound this model's loads and calls.
-        let runtime = runtime.with_call_limits(config.limits.clone());
         let file = config.file.clone().unwrap_or_else(|| "<embedded default>".into());
         let module_error = |module: &str, source: LoadError| {
             BuildError::Config(ConfigError::Module { file: file.clone(), module: module.to_string(), source })
         };
-        // Check the tables of disabled built-ins too: cheap (compiled once) and it finds
-        // typos before the module is switched on.
-        for (name, module) in &config.modules {
-            if module.code == ModuleCode::Builtin && !planned.iter().any(|p| &p.name == name) {
-                load(&runtime, name, &module.code, &module.table).await.map_err(|e| module_error(name, e))?;
-            }
+        // Check the tables of disabled built-ins too, so typos are found before the module
+        // is switched on. With no module enabled an unchanged default table (known good) is
+        // not loaded: a bare adapter makes no engine.
+        let defaults = Config::embedded().modules;
+        let unchecked: Vec<_> = (config.modules.iter())
+            .filter(|(name, m)| m.code == ModuleCode::Builtin && !planned.iter().any(|p| &p.name == *name))
+            .filter(|(name, m)| !planned.is_empty() || defaults.get(*name).is_none_or(|d| d.table != m.table))
+            .collect();
+        // The engine is made only when some module is to be loaded: a bare adapter runs no
+        // wasm. config.toml's `[limits]` bound this model's loads and calls.
+        let runtime = match (&self.runtime, planned.is_empty() && unchecked.is_empty()) {
+            (Some(runtime), _) => Some(runtime.clone()),
+            (None, true) => None,
+            (None, false) => Some(Runtime::shared()?),
+        }
+        .map(|runtime| runtime.with_call_limits(config.limits.clone()));
+        for (name, module) in unchecked {
+            let runtime = runtime.as_ref().expect("made when a table is to be checked");
+            load(runtime, name, &module.code, &module.table).await.map_err(|e| module_error(name, e))?;
         }
         let mut modules = Vec::with_capacity(planned.len());
         for p in &planned {
+            let runtime = runtime.as_ref().expect("made when a module is to be loaded");
             let module =
-                load(&runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?;
+                load(runtime, &p.name, &p.code, &p.table).await.map_err(|e| module_error(&p.name, e))?;
             let module = module.with_share_state(p.share_state);
             modules.push(if p.reach.is_empty() {
                 module
@@ -108,15 +116,16 @@ impl Recipe {
                 table: p.table.clone(),
             })
             .collect();
-        let provider: Arc<dyn Provider> = if modules.is_empty() {
-            adapter
-        } else {
-            let registry = Arc::new(LazyRegistry::new(catalog.factory()));
-            let stack = Stack::new(runtime, modules.clone(), adapter).with_registry(registry);
-            Arc::new(match &self.random {
-                Some(random) => stack.with_random(random.clone()),
-                None => stack,
-            })
+        let provider: Arc<dyn Provider> = match runtime.filter(|_| !modules.is_empty()) {
+            None => adapter,
+            Some(runtime) => {
+                let registry = Arc::new(LazyRegistry::new(catalog.factory()));
+                let stack = Stack::new(runtime, modules.clone(), adapter).with_registry(registry);
+                Arc::new(match &self.random {
+                    Some(random) => stack.with_random(random.clone()),
+                    None => stack,
+                })
+            }
         };
         let defaults = RequestDefaults { temperature: config.temperature, max_tokens: config.max_tokens };
         Ok(Snapshot { version, provider, modules, stack, sources, defaults })

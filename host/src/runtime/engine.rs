@@ -5,14 +5,18 @@
 //! std thread that ticks the engine's epoch. Modules are compiled and type-checked against
 //! it once; a store then instantiates them cheaply from their `InstancePre`.
 
-use std::sync::{Arc, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine};
 
+use super::artifacts::Artifacts;
 use super::bounds::HostLimits;
+use super::disk_cache::DiskCache;
+use super::engine_config::EngineSettings;
 use super::imports;
 use super::limits::CallLimits;
 use super::module::ComponentCache;
@@ -60,6 +64,8 @@ pub struct RuntimeBuilder {
     host_limits: HostLimits,
     /// Set explicitly; else 4× the memory limit.
     max_request_bytes_per_call: Option<usize>,
+    /// `None`: [`DiskCache::from_env`]; `Some(None)`: no disk cache.
+    disk_cache: Option<Option<PathBuf>>,
 }
 
 impl Default for RuntimeBuilder {
@@ -73,6 +79,7 @@ impl Default for RuntimeBuilder {
             call_limits: CallLimits::default(),
             host_limits: HostLimits::for_memory_limit(Limits::default().memory_bytes),
             max_request_bytes_per_call: None,
+            disk_cache: None,
         }
     }
 }
@@ -172,6 +179,14 @@ impl RuntimeBuilder {
         self.call_limits = limits;
         self
     }
+    /// Where compiled modules are cached across processes (default:
+    /// [`DiskCache::from_env`], that is `$XDG_CACHE_HOME/arcllm` or `~/.cache/arcllm`,
+    /// none when `ARCLLM_CACHE=off`); `None` compiles in every process. A directory that
+    /// is not the current user's alone is not used (see [`DiskCache::open`]).
+    pub fn disk_cache(mut self, dir: Option<PathBuf>) -> Self {
+        self.disk_cache = Some(dir);
+        self
+    }
     /// Creates the engine. When the pooling allocator cannot reserve its memory (a low
     /// `ulimit -v`, say), falls back to on-demand allocation and logs a warning.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
@@ -188,6 +203,8 @@ impl RuntimeBuilder {
         };
         let linker = imports::linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         spawn_epoch_ticker(&engine, self.epoch_tick);
+        let disk_dir = self.disk_cache.clone().unwrap_or_else(DiskCache::from_env);
+        let artifacts = Artifacts::new(&engine, disk_dir);
         let budget_ticks =
             (self.limits.cpu_budget.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64;
         let host_limits = HostLimits {
@@ -198,6 +215,7 @@ impl RuntimeBuilder {
         };
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
+                artifacts,
                 engine,
                 linker,
                 limits: self.limits,
@@ -221,48 +239,12 @@ impl RuntimeBuilder {
     }
 
     fn config(&self, pooling: bool) -> Config {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(self.limits.wasm_stack_bytes)
-            // Host calls run on the fiber's stack too: leave room above the wasm limit.
-            .async_stack_size(self.limits.wasm_stack_bytes + (1 << 20))
-            // Copy each module's data segments into its memory instead of mapping them
-            // copy-on-write: a mapping per new instance takes the process's mmap lock for
-            // writing, which stalls bursts of new instances across threads (the first burst
-            // of 1,000 calls went from 1.82–2.25× to 1.60–1.98× the ideal time,
-            // docs/benchmarks.md).
-            .memory_init_cow(false);
-        if pooling {
-            let mut pool = PoolingAllocationConfig::default();
-            let n = self.max_instances;
-            pool.total_component_instances(n)
-                // A Rust component is a handful of core instances (its code plus the
-                // canonical-ABI shims wit-component adds).
-                .total_core_instances(n.saturating_mul(6))
-                .total_memories(n.saturating_mul(2))
-                .total_tables(n.saturating_mul(3))
-                .total_stacks(n)
-                .max_core_instances_per_component(16)
-                .max_memories_per_component(4)
-                .max_tables_per_component(8)
-                .max_memory_size(self.limits.memory_bytes)
-                // Keep a module's first pages mapped when its slot is reused instead of
-                // releasing and faulting them back in for every new instance (measured: about
-                // 40% of a layer's instantiation). pagemap_scan (Linux 6.7+) resets only the
-                // dirty pages.
-                .pagemap_scan(Enabled::Auto)
-                .linear_memory_keep_resident((4 << 20).min(self.limits.memory_bytes))
-                .table_keep_resident(1 << 20);
-            // Reserve only what a module may use: the pool's slots are sized by this, and
-            // bounds checks stay explicit instead of relying on 4 GiB guard regions.
-            config
-                .memory_reservation(self.limits.memory_bytes as u64)
-                .memory_guard_size(64 << 10)
-                .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        EngineSettings {
+            memory_bytes: self.limits.memory_bytes,
+            wasm_stack_bytes: self.limits.wasm_stack_bytes,
+            pooling: pooling.then_some(self.max_instances),
         }
-        config
+        .config()
     }
 }
 
@@ -283,6 +265,8 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
 }
 
 pub(crate) struct RuntimeInner {
+    /// Where compiled code comes from: precompiled, the disk cache, or Cranelift.
+    pub(crate) artifacts: Artifacts,
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<CallState>,
     pub(crate) limits: Limits,
@@ -328,9 +312,16 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// The process-wide runtime with default settings, created on first use.
+    /// The process-wide runtime with default settings, created on first use (once: the
+    /// engine, its pool's address space and its epoch thread are made by one caller while
+    /// any others wait). A process that never loads a module never creates it.
     pub fn shared() -> Result<Runtime, RuntimeError> {
         static SHARED: OnceLock<Runtime> = OnceLock::new();
+        static CREATING: Mutex<()> = Mutex::new(());
+        if let Some(runtime) = SHARED.get() {
+            return Ok(runtime.clone());
+        }
+        let _one_at_a_time = CREATING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(runtime) = SHARED.get() {
             return Ok(runtime.clone());
         }
@@ -365,6 +356,20 @@ impl Runtime {
     /// Whether this runtime uses the pooling allocator.
     pub fn pooling(&self) -> bool {
         self.inner.pooling
+    }
+
+    /// Whether the built-in modules load precompiled (embedded in the binary) into this
+    /// runtime. False when its engine's code-shaping settings differ from the default ones
+    /// the build precompiled for (a [`memory_limit`](RuntimeBuilder::memory_limit) other
+    /// than 64 MiB, or pooling off or unavailable), or the CPU differs from the build
+    /// machine's: the built-ins are then compiled (and cached on disk).
+    pub fn uses_precompiled_builtins(&self) -> bool {
+        self.inner.artifacts.builtins_precompiled()
+    }
+
+    /// The compile cache on disk this runtime uses, if any.
+    pub fn disk_cache(&self) -> Option<&DiskCache> {
+        self.inner.artifacts.disk()
     }
 
     /// How many compiled components are cached and alive (shared by identical bytes).

@@ -1,7 +1,10 @@
 //! The wasm runtime: loading modules and running stacks of them.
 
+mod artifacts;
 mod bounds;
+mod disk_cache;
 mod engine;
+mod engine_config;
 mod imports;
 mod limits;
 mod module;
@@ -12,6 +15,7 @@ mod stack;
 pub mod wit;
 
 pub use bounds::HostLimits;
+pub use disk_cache::{CacheError, DiskCache, CACHE_ENV};
 pub use engine::{Limits, Runtime, RuntimeBuilder, RuntimeError};
 pub use limits::{CallLimits, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};
 pub use module::{LoadError, LoadErrorKind, Module, ModuleSource};

@@ -359,12 +359,12 @@ impl Runtime {
     /// first, so that a module for a version this host does not speak is refused as such,
     /// not with a type mismatch.
     async fn compile(&self, bytes: Vec<u8>, digest: [u8; 32]) -> Result<Arc<Compiled>, LoadErrorKind> {
-        let engine = self.engine().clone();
+        let inner = self.inner.clone();
         // A blocking thread cannot be stopped: past the limit the load returns, and the
         // thread's result is dropped whenever it finishes.
         let limit = self.call_limits.compile_timeout;
         let compiling =
-            tokio::task::spawn_blocking(move || wasmtime::component::Component::new(&engine, &bytes));
+            tokio::task::spawn_blocking(move || inner.artifacts.component(&inner.engine, &bytes, &digest));
         let component = tokio::time::timeout(limit, compiling)
             .await
             .map_err(|_elapsed| LoadErrorKind::CompileTimeout { limit })?
