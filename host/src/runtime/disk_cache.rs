@@ -34,16 +34,30 @@ pub struct DiskCache {
 /// Why a cache directory is not used.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// The directory could not be created or read.
     #[error("cannot create or read the compile cache directory {}", dir.display())]
     Io {
+        /// The directory.
         dir: PathBuf,
+        /// Why.
         #[source]
         source: io::Error,
     },
+    /// Another user owns the directory: what it holds may not be ours.
     #[error("the compile cache directory {} is not owned by the current user; not using it", dir.display())]
-    NotOwned { dir: PathBuf },
+    NotOwned {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Other users may write the directory: they could plant code for us to run.
     #[error("the compile cache directory {} can be written by other users (mode {mode:o}); not using it", dir.display())]
-    Shared { dir: PathBuf, mode: u32 },
+    Shared {
+        /// The directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Not a Unix system: ownership and permissions cannot be checked.
     #[error("a compile cache needs a Unix file system's owner and permission checks")]
     Unsupported,
 }
@@ -78,6 +92,7 @@ impl DiskCache {
         Ok(DiskCache { dir })
     }
 
+    /// The cache's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -87,6 +87,7 @@ impl Default for RuntimeBuilder {
 /// Why a [`Runtime`] could not be created.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
+    /// Wasmtime refused the engine configuration or the linker (the text is wasmtime's).
     #[error("could not create the wasm engine: {0}")]
     Engine(String),
 }
@@ -308,6 +309,7 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Configures a new runtime; [`Runtime::shared`] is the process-wide default one.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
     }
@@ -329,10 +331,12 @@ impl Runtime {
         Ok(SHARED.get_or_init(|| runtime).clone())
     }
 
+    /// The wasmtime engine modules are compiled for.
     pub fn engine(&self) -> &Engine {
         &self.inner.engine
     }
 
+    /// The memory, CPU and stack limits every module runs under.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }

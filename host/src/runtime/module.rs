@@ -42,7 +42,9 @@ impl fmt::Display for ModuleSource {
 
 /// A compiled, type-checked module with its configuration: ready to instantiate in any store.
 pub struct Module {
+    /// The module's name: its `[modules.<name>]` key, used in every error and log line.
     pub name: String,
+    /// Where its code came from.
     pub source: ModuleSource,
     /// The configuration table as JSON text, handed to `configure` on every instance.
     pub config: String,
@@ -205,36 +207,61 @@ pub enum LoadErrorKind {
     Compile(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
     /// The component imports an interface that is not in `runtime::imports`' list.
     #[error("imports `{import}`, which arcllm does not grant (modules may import arc:llm/*, wasi:clocks/*, wasi:random/*, wasi:io/* and the wasi:cli basics; never files, sockets or HTTP)")]
-    ForbiddenImport { import: String },
+    ForbiddenImport {
+        /// The import's full name.
+        import: String,
+    },
     /// The component names a version of the `arc:llm` package this host does not speak.
     #[error(
         "is built for arc:llm@{version}, which this host does not support (it supports arc:llm@{}); rebuild it against a supported version of the contract",
         Contract::supported_list()
     )]
-    UnsupportedVersion { version: String },
+    UnsupportedVersion {
+        /// The version the component names.
+        version: String,
+    },
     /// The component names several versions of the `arc:llm` package.
     #[error("names several versions of arc:llm ({}), where a module is built for one", .versions.join(", "))]
-    MixedVersions { versions: Vec<String> },
+    MixedVersions {
+        /// Every version it names.
+        versions: Vec<String>,
+    },
     /// The component does not fit the world of the version it was built for (the source is
     /// wasmtime's type-check error), or names no `arc:llm` interface at all.
     #[error("does not implement the {world} world: {}", Causes(&**.error))]
     WrongWorld {
+        /// The world it was checked against.
         world: &'static str,
+        /// Wasmtime's type-check error.
         #[source]
         error: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
     /// The file is bigger than the limit (`limits.max_module_bytes`); it was not compiled.
     #[error("the module is {size} bytes, over the limit of {max} bytes (limits.max_module_bytes)")]
-    TooBig { size: u64, max: usize },
+    TooBig {
+        /// The file's size, in bytes.
+        size: u64,
+        /// The limit, in bytes.
+        max: usize,
+    },
     /// Compiling took longer than the limit (`limits.compile_timeout_seconds`).
     #[error("compiling took longer than {} (limits.compile_timeout_seconds)", limits::seconds(*.limit))]
-    CompileTimeout { limit: std::time::Duration },
+    CompileTimeout {
+        /// The limit.
+        limit: std::time::Duration,
+    },
     /// The module rejected its configuration table, or a stack of it cannot be made.
     #[error("invalid configuration: {reason}")]
-    Config { reason: String },
+    Config {
+        /// The module's own words, or the host's.
+        reason: String,
+    },
     /// The module trapped or failed while it was instantiated and configured.
     #[error("{reason}")]
-    Start { reason: String },
+    Start {
+        /// What happened.
+        reason: String,
+    },
 }
 
 /// Writes an error and its causes on one line, `outer: inner: …`, as `{:#}` does for
