@@ -24,6 +24,7 @@ mod anthropic;
 pub mod http;
 mod openai;
 pub mod sse;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;

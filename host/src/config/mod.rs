@@ -4,6 +4,7 @@
 //! user's file. Where the user's file is found: `--config PATH`, else `$ARCLLM_CONFIG`,
 //! else `./arcllm.toml`, else `$XDG_CONFIG_HOME/arcllm/config.toml`.
 
+mod cache;
 mod error;
 mod limits;
 mod read;
@@ -12,6 +13,7 @@ mod tree;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use cache::CacheConfig;
 pub use error::ConfigError;
 
 use read::Reader;
@@ -83,6 +85,8 @@ pub struct Config {
     pub modules: BTreeMap<String, ModuleConfig>,
     /// `[limits]`: time, call and file limits around every module of the stack.
     pub limits: CallLimits,
+    /// `[cache]`: the compile cache on disk for third-party modules.
+    pub cache: CacheConfig,
     /// What the file has that arcllm accepts but does not act on (a disabled table for a
     /// module that does not exist, an ArcLLM section it does not implement), one sentence
     /// each naming the file and key. Logged at `warn` whenever a model is built from this
@@ -191,7 +195,7 @@ impl Config {
         let reader = Reader { file: &label };
 
         let mut warnings = Vec::new();
-        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits"];
+        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits", "cache"];
         top_level.extend(ARCLLM_SECTIONS);
         reader.only_keys(&effective, "", &top_level)?;
         reader.no_non_finite(&effective, "")?;
@@ -230,6 +234,7 @@ impl Config {
         };
 
         let limits = reader.limits(&reader.table(&effective, "limits")?)?;
+        let cache = reader.cache(&reader.table(&effective, "cache")?, &base)?;
 
         let mut modules = BTreeMap::new();
         for (name, value) in reader.table(&effective, "modules")? {
@@ -280,6 +285,7 @@ impl Config {
             order,
             modules,
             limits,
+            cache,
             warnings,
             user,
             effective,

@@ -273,8 +273,10 @@ impl Runtime {
         // A blocking thread cannot be stopped: past the limit the load returns, and the
         // thread's result is dropped whenever it finishes.
         let limit = self.call_limits.compile_timeout;
-        let compiling =
-            tokio::task::spawn_blocking(move || inner.artifacts.component(&inner.engine, &bytes, &digest));
+        let disk = self.disk_cache();
+        let compiling = tokio::task::spawn_blocking(move || {
+            inner.artifacts.component(&inner.engine, &bytes, &digest, disk.as_ref())
+        });
         let component = tokio::time::timeout(limit, compiling)
             .await
             .map_err(|_elapsed| LoadErrorKind::CompileTimeout { limit })?
