@@ -11,6 +11,12 @@ const LIMIT_KEYS: &[&str] = &[
     "compile_timeout_seconds",
     "max_calls_per_invoke",
     "max_module_bytes",
+    "max_instances_per_stack",
+    "max_request_bytes_per_call",
+    "max_log_line_bytes",
+    "max_log_lines_per_call",
+    "max_idle_store_memory_bytes",
+    "max_idle_memory_bytes",
 ];
 
 impl Reader<'_> {
@@ -55,6 +61,15 @@ impl Reader<'_> {
         if let Some(n) = count("max_module_bytes")? {
             limits.max_module_bytes = usize::try_from(n).unwrap_or(usize::MAX);
         }
+        let size = |key: &str| -> Result<Option<usize>, ConfigError> {
+            Ok(count(key)?.map(|n| usize::try_from(n).unwrap_or(usize::MAX)))
+        };
+        limits.max_instances_per_stack = size("max_instances_per_stack")?;
+        limits.max_request_bytes_per_call = size("max_request_bytes_per_call")?;
+        limits.max_log_line_bytes = size("max_log_line_bytes")?;
+        limits.max_log_lines_per_call = size("max_log_lines_per_call")?;
+        limits.max_idle_store_memory_bytes = size("max_idle_store_memory_bytes")?;
+        limits.max_idle_memory_bytes = size("max_idle_memory_bytes")?;
         Ok(limits)
     }
 }

@@ -203,6 +203,7 @@ impl RuntimeBuilder {
             }),
             call_limits: Arc::new(self.call_limits),
             disk_override: None,
+            idle_share: None,
         })
     }
 

@@ -107,6 +107,9 @@ pub struct Runtime {
     /// The compile cache loads made with this handle use, when not the runtime's own:
     /// `Some(None)` for none (config.toml's `[cache]`).
     pub(crate) disk_override: Option<Option<Arc<PathBuf>>>,
+    /// The idle memory allowance of the stacks made with this handle
+    /// (`CallLimits::max_idle_memory_bytes`), on top of the runtime-wide one.
+    pub(crate) idle_share: Option<Arc<IdleBudget>>,
 }
 
 impl Runtime {
@@ -168,7 +171,9 @@ impl Runtime {
     /// This runtime (the same engine, pool and compiled components) with other call
     /// limits for the stacks and loads made with the returned handle.
     pub fn with_call_limits(&self, limits: CallLimits) -> Runtime {
-        Runtime { call_limits: Arc::new(limits), ..self.clone() }
+        let idle_share =
+            limits.max_idle_memory_bytes.map(|bytes| Arc::new(IdleBudget::new(usize::MAX, bytes)));
+        Runtime { call_limits: Arc::new(limits), idle_share, ..self.clone() }
     }
 
     /// This runtime with another compile cache on disk for the loads made with the
