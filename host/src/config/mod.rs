@@ -5,6 +5,7 @@
 //! else `./arcllm.toml`, else `$XDG_CONFIG_HOME/arcllm/config.toml`.
 
 mod error;
+mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,8 @@ pub struct Config {
     pub modules: BTreeMap<String, ModuleConfig>,
     /// `[limits]`: time, call and file limits around every module of the stack.
     pub limits: CallLimits,
+    /// `[state]`: where modules' shared state lives (see [`crate::state`]).
+    pub state: crate::state::StateConfig,
     /// What the file has that arcllm accepts but does not act on (a disabled table for a
     /// module that does not exist, an ArcLLM section it does not implement), one sentence
     /// each naming the file and key. Logged at `warn` whenever a model is built from this
@@ -194,7 +197,7 @@ impl Config {
         let reader = Reader { file: &label };
 
         let mut warnings = Vec::new();
-        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits"];
+        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits", state::TABLE];
         top_level.extend(ARCLLM_SECTIONS);
         reader.only_keys(&effective, "", &top_level)?;
         reader.no_non_finite(&effective, "")?;
@@ -233,6 +236,7 @@ impl Config {
         };
 
         let limits = reader.limits(&reader.table(&effective, "limits")?)?;
+        let state = state::parse(&label, effective.get(state::TABLE))?;
 
         let mut modules = BTreeMap::new();
         for (name, value) in reader.table(&effective, "modules")? {
@@ -283,6 +287,7 @@ impl Config {
             order,
             modules,
             limits,
+            state,
             warnings,
             user,
             effective,
