@@ -75,9 +75,19 @@ impl StateStore {
         Ok(store.with_on_error(config.on_error))
     }
 
+    /// The process-wide in-process store with the default settings: what a stack uses
+    /// unless given another.
+    pub fn process_default() -> Self {
+        static DEFAULT: std::sync::OnceLock<StateStore> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(|| Self::memory(Clock::default(), super::DEFAULT_MAX_KEYS)).clone()
+    }
+
     /// The process-wide store for `config`: every model built with an equal `[state]` table
     /// shares one (and so one in-process map, or one Redis connection).
     pub fn shared(config: &StateConfig) -> Result<Self, StateError> {
+        if *config == StateConfig::default() {
+            return Ok(Self::process_default());
+        }
         static SHARED: std::sync::Mutex<Vec<(StateConfig, StateStore)>> = std::sync::Mutex::new(Vec::new());
         let mut shared = SHARED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some((_, store)) = shared.iter().find(|(c, _)| c == config) {
