@@ -73,9 +73,9 @@ fn module_check_accepts_a_module_and_lists_its_imports() {
     let out = arcllm(&["module", "check", file.to_str().unwrap()]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
-    assert!(text.contains("a valid arcllm module") && text.contains("arc:llm/middleware@0.2.0"), "{text}");
+    assert!(text.contains("a valid arcllm module") && text.contains("arc:llm/middleware@0.3.0"), "{text}");
     assert!(
-        text.contains("arc:llm/provider@0.2.0") && text.contains("wasi:clocks/monotonic-clock"),
+        text.contains("arc:llm/provider@0.3.0") && text.contains("wasi:clocks/monotonic-clock"),
         "{text}"
     );
 }

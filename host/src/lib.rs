@@ -1,7 +1,7 @@
 //! arcllm: resilient, pluggable middleware in front of LLM APIs, where every middleware
 //! module is a sandboxed WebAssembly component.
 //!
-//! - [`types`]: the data model (`arc:llm/types` in `wit/v0.2/arcllm.wit`);
+//! - [`types`]: the data model (`arc:llm/types` in `wit/v0.3/types.wit`);
 //! - [`Provider`]: what a native adapter, a stack of modules, and a test double all are;
 //! - [`stream`]: the events of a streamed answer, and how they fold into a response;
 //! - [`runtime`]: loads modules and stacks them into a [`runtime::Stack`];

@@ -104,7 +104,8 @@ impl ErrorKind {
 
 impl StopReason {
     /// The contract's name for the reason in snake_case (`end_turn`, `tool_use`,
-    /// `max_tokens`, `stop_sequence`, `content_filter`), as JSON output spells it.
+    /// `max_tokens`, `stop_sequence`, `content_filter`, `pause_turn`, `refusal`,
+    /// `context_window_exceeded`), as JSON output spells it.
     pub fn as_str(&self) -> &'static str {
         match self {
             StopReason::EndTurn => "end_turn",
@@ -112,6 +113,9 @@ impl StopReason {
             StopReason::MaxTokens => "max_tokens",
             StopReason::StopSequence => "stop_sequence",
             StopReason::ContentFilter => "content_filter",
+            StopReason::PauseTurn => "pause_turn",
+            StopReason::Refusal => "refusal",
+            StopReason::ContextWindowExceeded => "context_window_exceeded",
         }
     }
 }

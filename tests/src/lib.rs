@@ -194,6 +194,9 @@ pub async fn builtin(runtime: &Runtime, name: &str, config: serde_json::Value) -
 /// The test fixture modules, compiled by `tests/build.rs`.
 pub mod fixtures {
     pub const TAG: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_tag.wasm"));
+    /// Built for contract 0.2: tags answers with its table (`tag-v0-2`) and the stop reason
+    /// it was handed (`tag-v0-2.stop`).
+    pub const TAG_V0_2: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_tag_v0_2.wasm"));
     /// Misbehaves as its `mode` config says: `spin`, `trap`, `membomb`, `trap-second` or
     /// `leak-handle`.
     pub const HOSTILE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fixture_hostile.wasm"));

@@ -108,8 +108,9 @@ async fn stop_reasons_map_one_to_one() {
         ("tool_use", StopReason::ToolUse),
         ("max_tokens", StopReason::MaxTokens),
         ("stop_sequence", StopReason::StopSequence),
-        ("refusal", StopReason::ContentFilter),
-        ("model_context_window_exceeded", StopReason::MaxTokens),
+        ("refusal", StopReason::Refusal),
+        ("model_context_window_exceeded", StopReason::ContextWindowExceeded),
+        ("pause_turn", StopReason::PauseTurn),
     ];
     for (vendor, expected) in cases {
         let server = MockServer::start(Canned::json(answer(json!(vendor)))).await;
@@ -124,7 +125,9 @@ async fn stop_reasons_map_one_to_one() {
 
 #[tokio::test]
 async fn unknown_or_missing_stop_reason_is_kept_in_metadata() {
-    for (vendor, raw) in [(json!("pause_turn"), "pause_turn"), (json!(null), "null")] {
+    for (vendor, raw) in
+        [(json!("a_reason_from_the_future"), "a_reason_from_the_future"), (json!(null), "null")]
+    {
         let server = MockServer::start(Canned::json(answer(vendor))).await;
         let response = provider_at(FORMAT, &server.url, "")
             .invoke(Request::new(vec![Message::user("hi")]))

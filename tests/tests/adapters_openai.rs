@@ -197,11 +197,11 @@ async fn compatible_server_variants_are_understood() {
 }
 
 #[tokio::test]
-async fn a_refusal_is_a_content_filter_stop() {
+async fn a_refusal_is_a_refusal_stop_with_its_words_as_content() {
     let message = json!({"role": "assistant", "content": null, "refusal": "I can't help with that."});
     let server = MockServer::start(Canned::json(answer(message, json!("stop")))).await;
     let response = provider_at(FORMAT, &server.url, "").invoke(hi()).await.expect("invoke");
-    assert_eq!(response.stop_reason, StopReason::ContentFilter);
+    assert_eq!(response.stop_reason, StopReason::Refusal);
     assert_eq!(response.content.as_deref(), Some("I can't help with that."));
 }
 

@@ -456,7 +456,7 @@ fn breakages() -> Vec<Breakage> {
             what: "the wrong world",
             file: INNER,
             contents: wat::parse_str("(component)").unwrap(),
-            says: &["does not implement the arc:llm/middleware@0.2.0 world"],
+            says: &["does not implement the arc:llm/middleware@0.3.0 world"],
         },
         Breakage {
             what: "a truncated component",

@@ -836,7 +836,7 @@ async fn openai_refusals_reasoning_and_a_missing_done() {
             json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
         )
     };
-    // A refusal is text, and stops as a content filter even though the finish is `stop`.
+    // A refusal is text, and stops as a refusal even though the finish is `stop`.
     let transcript = [
         chunk(json!({"role": "assistant", "reasoning_content": "Thinking…"}), Value::Null),
         chunk(json!({"refusal": "I can't help with that."}), Value::Null),
@@ -852,7 +852,7 @@ async fn openai_refusals_reasoning_and_a_missing_done() {
             StreamEvent::MessageStart { model: "m".into() },
             StreamEvent::ThinkingDelta("Thinking…".into()),
             text("I can't help with that."),
-            stop(StopReason::ContentFilter),
+            stop(StopReason::Refusal),
         ]
     );
 

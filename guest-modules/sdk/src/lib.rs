@@ -29,7 +29,7 @@
 
 wit_bindgen::generate!({
     world: "middleware",
-    path: "../../wit/v0.2",
+    path: "../../wit/v0.3",
     pub_export_macro: true,
     default_bindings_module: "arcllm_module_sdk",
 });

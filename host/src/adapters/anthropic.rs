@@ -196,15 +196,17 @@ impl WireFormat for AnthropicAdapter {
     }
 }
 
-/// The stop reason for a Messages `stop_reason`. `pause_turn`, `null` or a reason newer
-/// than this adapter reads as `end-turn`, the raw value kept in `adapter.stop_reason`.
+/// The stop reason for a Messages `stop_reason`. `null` or a reason newer than this
+/// adapter reads as `end-turn`, the raw value kept in `adapter.stop_reason`.
 fn stop_reason(reason: Option<&str>, metadata: &mut Vec<(String, String)>) -> StopReason {
     match reason {
         Some("end_turn") => StopReason::EndTurn,
         Some("tool_use") => StopReason::ToolUse,
-        Some("max_tokens") | Some("model_context_window_exceeded") => StopReason::MaxTokens,
+        Some("max_tokens") => StopReason::MaxTokens,
+        Some("model_context_window_exceeded") => StopReason::ContextWindowExceeded,
         Some("stop_sequence") => StopReason::StopSequence,
-        Some("refusal") => StopReason::ContentFilter,
+        Some("pause_turn") => StopReason::PauseTurn,
+        Some("refusal") => StopReason::Refusal,
         other => {
             metadata.push(("adapter.stop_reason".into(), other.unwrap_or("null").to_string()));
             StopReason::EndTurn

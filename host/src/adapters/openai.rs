@@ -7,7 +7,7 @@
 //! become data-URL `image_url` parts. Text-only content is sent as a plain string, which
 //! every compatible server understands; content with images as a list of parts.
 //! Responses: `reasoning_content` (DeepSeek, vLLM) or `reasoning` becomes the thinking, and
-//! a `refusal` counts as a content-filter stop.
+//! a `refusal` is the content, with the stop reason `refusal`.
 //!
 //! Streams: chunks of `choices[0].delta` (content, refusal, reasoning, tool calls by index),
 //! a `finish_reason`, then (asked for with `stream_options.include_usage`) a usage chunk with
@@ -275,7 +275,7 @@ impl WireFormat for OpenAiAdapter {
     }
 }
 
-/// The stop reason for a `finish_reason`; a refusal counts as a content filter. A reason
+/// The stop reason for a `finish_reason`; a refusal is a `refusal` stop. A reason
 /// this adapter does not know is kept raw in `adapter.stop_reason`.
 fn stop_reason(
     finish_reason: Option<&str>,
@@ -283,7 +283,7 @@ fn stop_reason(
     metadata: &mut Vec<(String, String)>,
 ) -> StopReason {
     match finish_reason {
-        _ if refused => StopReason::ContentFilter,
+        _ if refused => StopReason::Refusal,
         Some("stop") => StopReason::EndTurn,
         Some("tool_calls") | Some("function_call") => StopReason::ToolUse,
         Some("length") => StopReason::MaxTokens,

@@ -14,9 +14,12 @@ use super::Import;
 use crate::runtime::bounds::log_line;
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::latest::arc::llm::logging::Level;
-use crate::runtime::wit::latest::arc_llm;
+use crate::runtime::wit::{for_each_version, Bindings};
 
-pub(super) const IMPORTS: &[Import] = &[Import { interface: "arc:llm/logging", add_to_linker }];
+pub(super) const IMPORTS: &[Import] = &[Import {
+    interface: "arc:llm/logging",
+    add_to_linker: |linker| for_each_version!(add_to_linker, linker),
+}];
 
 const TARGET: &str = "arcllm::module";
 
@@ -33,10 +36,11 @@ fn enabled(level: Level) -> bool {
 }
 
 /// Events go to the `arcllm::module` target, with the calling layer's name as `module`.
-fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    linker.instance(arc_llm!("logging"))?.func_wrap(
+fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    linker.instance(&B::interface("logging"))?.func_wrap(
         "log",
-        |mut store: StoreContextMut<'_, CallState>, (level, message): (Level, WasmStr)| {
+        |mut store: StoreContextMut<'_, CallState>, (level, message): (B::Level, WasmStr)| {
+            let level: Level = level.into();
             if !enabled(level) {
                 return Ok(());
             }

@@ -11,13 +11,17 @@ use wasmtime::StoreContextMut;
 
 use super::{HeldRequest, Import};
 use crate::runtime::sandbox::CallState;
-use crate::runtime::wit::latest::arc_llm;
-use crate::runtime::wit::Middleware;
+use crate::runtime::wit::{for_each_version, Bindings, Middleware};
 
-pub(super) const IMPORTS: &[Import] = &[Import { interface: "arc:llm/provider", add_to_linker }];
+pub(super) const IMPORTS: &[Import] = &[Import {
+    interface: "arc:llm/provider",
+    add_to_linker: |linker| for_each_version!(add_to_linker, linker),
+}];
 
-fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    let mut instance = linker.instance(arc_llm!("provider"))?;
+/// The import of a layer built for version `B`: the next layer may speak another version,
+/// so what it returns is lifted into the host's data model and lowered into `B`'s.
+fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    let mut instance = linker.instance(&B::interface("provider"))?;
     instance.func_wrap_async(
         "invoke",
         |mut store: StoreContextMut<'_, CallState>, (request,): (Resource<HeldRequest>,)| {
@@ -51,7 +55,7 @@ fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
                     },
                 )
                 .await?;
-                Ok((result,))
+                Ok((result.map(B::Response::from).map_err(B::Error::from),))
             })
         },
     )?;
@@ -100,7 +104,7 @@ fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
                 },
             )
             .await?;
-            Ok((result,))
+            Ok((result.map_err(B::Error::from),))
         })
     })?;
     Ok(())

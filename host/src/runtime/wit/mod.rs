@@ -2,25 +2,68 @@
 //! they were built for.
 //!
 //! Each version has its own bindings, generated from its WIT (`wit/v0.2`, …), an entry in
-//! [`SUPPORTED`], and a variant in `MiddlewarePre` and `Middleware`. A module is bound
+//! [`SUPPORTED`], a variant in `MiddlewarePre` and `Middleware`, and a [`Bindings`] impl
+//! through which `runtime::imports` links each import once per version. A module is bound
 //! to the version its component names (`arc:llm/provider@0.2.0`), so a host that learns a
 //! new version keeps loading modules built for the older ones, and a module built for a
 //! version the host does not speak is refused by name before it is type-checked.
-//! The host's own data model ([`crate::types`]) is the newest version's.
+//!
+//! The host's own data model ([`crate::types`]) is the newest version's. An older
+//! version's values are converted to and from it where they cross into or out of a module
+//! of that version (`since_v0_2::convert`): its exports' results are lifted into the
+//! newest types, and its imports lower the newest types into its own. Where the newest
+//! version can say more than an older one (a stop reason 0.2 does not have), the older
+//! module sees the nearest value it knows.
 
-use wasmtime::component::{InstancePre, Resource};
+use wasmtime::component::{ComponentType, InstancePre, Lift, Lower, Resource};
 use wasmtime::AsContextMut;
 
 use super::imports::HeldRequest;
 use super::sandbox::CallState;
-use crate::types::{Error, Response};
+use crate::types::{Error, Request, Response};
 
 pub mod since_v0_2;
+pub mod since_v0_3;
 
-pub use since_v0_2 as latest;
+pub use since_v0_3 as latest;
 
 /// Every version of the contract this host loads modules for, oldest first.
-pub const SUPPORTED: &[Contract] = &[since_v0_2::CONTRACT];
+pub const SUPPORTED: &[Contract] = &[since_v0_2::CONTRACT, since_v0_3::CONTRACT];
+
+/// A value that crosses the host/module boundary as-is.
+pub(crate) trait Wire: ComponentType + Lift + Lower + Send + Sync + 'static {}
+impl<T: ComponentType + Lift + Lower + Send + Sync + 'static> Wire for T {}
+
+/// One version's types as its imports speak them, with the conversions to and from the
+/// host's data model: what `runtime::imports` needs to link an interface for that version.
+pub(crate) trait Bindings: 'static {
+    /// The version of the `arc:llm` package, e.g. `0.2.0`.
+    const VERSION: &'static str;
+    /// `arc:llm/types.request`.
+    type Request: Wire + From<Request> + Into<Request>;
+    /// `arc:llm/types.response`.
+    type Response: Wire + From<Response> + Into<Response>;
+    /// `arc:llm/types.error`.
+    type Error: Wire + From<Error> + Into<Error>;
+    /// `arc:llm/logging.level`.
+    type Level: Wire + Into<latest::arc::llm::logging::Level>;
+
+    /// The full name of an interface of this version: `arc:llm/provider@0.2.0`.
+    fn interface(name: &str) -> String {
+        format!("arc:llm/{name}@{}", Self::VERSION)
+    }
+}
+
+/// Runs `$add::<B>($linker)` for the [`Bindings`] of every supported version: how an
+/// interface that every version has is linked once per version.
+macro_rules! for_each_version {
+    ($add:ident, $linker:expr) => {{
+        $add::<$crate::runtime::wit::since_v0_2::V0_2>($linker)?;
+        $add::<$crate::runtime::wit::since_v0_3::V0_3>($linker)?;
+        Ok(())
+    }};
+}
+pub(crate) use for_each_version;
 
 /// One version of the contract: what a module built for it names, and how the host binds
 /// such a module.
@@ -85,6 +128,7 @@ fn compatibility_track(version: &str) -> Option<(u64, Option<u64>)> {
 /// for, ready to instantiate in any store.
 pub(crate) enum MiddlewarePre {
     V0_2(since_v0_2::MiddlewarePre<CallState>),
+    V0_3(since_v0_3::MiddlewarePre<CallState>),
 }
 
 impl MiddlewarePre {
@@ -94,6 +138,7 @@ impl MiddlewarePre {
     ) -> wasmtime::Result<Middleware> {
         Ok(match self {
             MiddlewarePre::V0_2(pre) => Middleware::V0_2(pre.instantiate_async(store).await?),
+            MiddlewarePre::V0_3(pre) => Middleware::V0_3(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -102,16 +147,36 @@ impl MiddlewarePre {
 /// and return the host's data model.
 pub(crate) enum Middleware {
     V0_2(since_v0_2::Middleware),
+    V0_3(since_v0_3::Middleware),
 }
 
-/// Runs `$call` on the bindings of whichever version `$self` speaks: one arm per
-/// supported version.
+/// Runs `$call` on the bindings of whichever version `$self` speaks, one arm per supported
+/// version, and converts what it returns into the host's data model (`Into`; the identity
+/// for the newest version).
 macro_rules! each_version {
     ($self:expr, $instance:ident => $call:expr) => {
         match $self {
-            Middleware::V0_2($instance) => $call,
+            Middleware::V0_2($instance) => Ok(Lifted::lift($call?)),
+            Middleware::V0_3($instance) => Ok(Lifted::lift($call?)),
         }
     };
+}
+
+/// What a module's export returns, in the host's data model.
+trait Lifted<T> {
+    fn lift(self) -> T;
+}
+
+impl Lifted<String> for String {
+    fn lift(self) -> String {
+        self
+    }
+}
+
+impl<R: Into<T>, E: Into<Error>, T> Lifted<Result<T, Error>> for Result<R, E> {
+    fn lift(self) -> Result<T, Error> {
+        self.map(Into::into).map_err(Into::into)
+    }
 }
 
 impl Middleware {
@@ -149,6 +214,9 @@ impl Middleware {
         store: impl AsContextMut<Data = CallState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        each_version!(self, instance => instance.arc_llm_module().call_configure(store, config).await)
+        match self {
+            Middleware::V0_2(instance) => instance.arc_llm_module().call_configure(store, config).await,
+            Middleware::V0_3(instance) => instance.arc_llm_module().call_configure(store, config).await,
+        }
     }
 }

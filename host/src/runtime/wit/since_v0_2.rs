@@ -3,7 +3,8 @@
 //! Imports are not bound through generated `Host` traits: the `provider` import must call
 //! into the next layer's instance, which needs the whole store, so `runtime::imports`
 //! defines every import by hand with `func_wrap_async`. Only the types and the typed
-//! export accessors are used from here.
+//! export accessors are used from here. The host's data model is the newest version's:
+//! `convert` translates this version's values to and from it.
 
 // Generated from wit/v0.2: the WIT's own comments become the docs of what they describe;
 // the structure bindgen adds around them (modules, `Pre` types, traits) has none.
@@ -21,6 +22,8 @@ mod generated {
 }
 pub use generated::*;
 
+mod convert;
+
 /// The version these bindings are generated from, as a literal: the one place it is
 /// written, so that [`VERSION`], [`WORLD`] and every `arc_llm!` name agree.
 macro_rules! version {
@@ -37,7 +40,6 @@ macro_rules! arc_llm {
         concat!("arc:llm/", $item, "@", $crate::runtime::wit::since_v0_2::version!())
     };
 }
-pub(crate) use arc_llm;
 
 /// The version of the `arc:llm` package these bindings speak.
 pub const VERSION: &str = version!();
@@ -51,3 +53,14 @@ pub(super) const CONTRACT: super::Contract = super::Contract {
     world: WORLD,
     bind: |pre| Ok(super::MiddlewarePre::V0_2(MiddlewarePre::new(pre)?)),
 };
+
+/// This version's types, as the hand-linked imports speak them.
+pub(crate) struct V0_2;
+
+impl super::Bindings for V0_2 {
+    const VERSION: &'static str = VERSION;
+    type Request = arc::llm::types::Request;
+    type Response = arc::llm::types::Response;
+    type Error = arc::llm::types::Error;
+    type Level = arc::llm::logging::Level;
+}
