@@ -7,19 +7,29 @@
 //! The operations are the ones the built-in policies make per call: a token-bucket take
 //! (rate limit), a value read (the breaker's gate on a closed breaker) and a sliding
 //! counter increment (a retry budget's request count, a breaker's failure count).
+//!
+//! Then the modules themselves, one layer around the in-process test adapter at 1 KiB, on
+//! each backend, beside the plain stacks of the same shape in the same run: `rate_limit` and
+//! `circuit_breaker` against `passthrough`, retry with a budget against retry without.
+//! Every stack shares state (`share_state`), so that a call reuses its instances and what
+//! is measured is the module's work, not instantiation.
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime};
 
+use arcllm::runtime::{RandomSource, Stack};
 use arcllm::state::{
     Bucket, Clock as StateClock, RedisSettings, Slot, StateKey, StateStore, Window, WindowKind,
 };
-use common::{bench_async, estimate, us, verdict, Clock};
+use arcllm::Provider;
+use common::{bench_async, estimate, us, verdict, Canned, Clock};
 use criterion::BenchmarkId;
+use serde_json::json;
 
 const GROUP: &str = "state";
+const MODULES: &str = "state_modules";
 const CLOCKS: [Clock; 2] = [Clock::Wall, Clock::ThreadCpu];
 
 fn main() {
@@ -69,6 +79,45 @@ fn main() {
         group.finish();
     }
 
+    // The modules, per call, beside the plain stacks.
+    let runtime = common::runtime(true, 4096, true);
+    let adapter: std::sync::Arc<dyn Provider> = Canned::new();
+    let request = common::request_of_size(1 << 10, "bench");
+    let mut stacks: Vec<(String, Stack)> = Vec::new();
+    rt.block_on(async {
+        let layer = |name: &'static str, config: serde_json::Value, store: StateStore| {
+            let (runtime, adapter) = (runtime.clone(), adapter.clone());
+            async move {
+                let module = common::builtin(&runtime, name, config).await.with_share_state(true);
+                Stack::new(runtime, vec![module], adapter)
+                    .with_state(store)
+                    .with_random(RandomSource::repeating(vec![0]))
+            }
+        };
+        let plain = stores[0].1.clone();
+        stacks.push(("passthrough".into(), layer("passthrough", json!({}), plain.clone()).await));
+        stacks.push(("retry".into(), layer("retry", json!({}), plain).await));
+        for (backend, store) in &stores {
+            let limit = json!({"requests_per_minute": 6e10, "burst_capacity": 1e9});
+            stacks.push((format!("rate_limit_{backend}"), layer("rate_limit", limit, store.clone()).await));
+            let breaker = layer("circuit_breaker", json!({}), store.clone()).await;
+            stacks.push((format!("circuit_breaker_{backend}"), breaker));
+            let budget = json!({"budget_percent": 20});
+            stacks.push((format!("retry_budget_{backend}"), layer("retry", budget, store.clone()).await));
+        }
+        for (name, stack) in &stacks {
+            stack.invoke(request.clone()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    });
+    for clock in CLOCKS {
+        let mut group = criterion.benchmark_group(clock.group(MODULES));
+        for (name, stack) in &stacks {
+            let id = BenchmarkId::new(name.as_str(), "1KiB");
+            bench_async(&mut group, id, &rt, clock, || stack.invoke(request.clone()));
+        }
+        group.finish();
+    }
+
     println!("\n=== shared state: one operation (median; {load_before} before the run) ===");
     println!("{:<8} {:<6} {:>12} {:>12}", "backend", "op", "wall µs", "CPU µs");
     let mut memory_max: f64 = 0.0;
@@ -87,6 +136,28 @@ fn main() {
         "in-process operation ≤ 1 µs (a module makes one or two per call): {} (slowest {} µs)",
         verdict(memory_max <= 1.0),
         us(memory_max)
+    );
+    println!("\n=== shared-state modules: one 1 KiB call, one layer (median; same run) ===");
+    println!("{:<26} {:>10} {:>10} {:>14} {:>8}", "stack", "wall µs", "CPU µs", "added CPU µs", "ratio");
+    let cpu_of =
+        |name: &str| estimate(started, &Clock::ThreadCpu.group(MODULES), name, Some("1KiB")).map(|e| e.us());
+    let mut memory_added: f64 = 0.0;
+    for (name, _) in &stacks {
+        let wall = estimate(started, MODULES, name, Some("1KiB")).map(|e| e.us());
+        let cpu = cpu_of(name);
+        let base = if name.starts_with("retry") { cpu_of("retry") } else { cpu_of("passthrough") };
+        let added = cpu.zip(base).map(|(c, b)| c - b);
+        if name.ends_with("_memory") {
+            memory_added = memory_added.max(added.unwrap_or(f64::MAX));
+        }
+        let show = |v: Option<f64>| v.map_or("-".to_string(), us);
+        let ratio = cpu.zip(base).map_or("-".to_string(), |(c, b)| format!("{:.2}x", c / b));
+        println!("{name:<26} {:>10} {:>10} {:>14} {:>8}", show(wall), show(cpu), show(added), ratio);
+    }
+    println!(
+        "in-process module adds ≤ 1 µs per call (CPU, against the plain stack of the same shape): {} (most {} µs)",
+        verdict(memory_added <= 1.0),
+        us(memory_added)
     );
     if redis.is_none() {
         println!("redis rows skipped: no redis-server (set ARCLLM_REDIS_SERVER or put it on the PATH)");

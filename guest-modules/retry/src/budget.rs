@@ -70,9 +70,10 @@ impl Budget {
         state.incr(&requests_key(provider), Window::Sliding(self.window), 1).map(drop)
     }
 
-    /// Whether a retry to `provider` fits; when it does it is counted. The retry is
-    /// counted before the check, so that concurrent callers (in any replica) never grant
-    /// more than the budget between them.
+    /// Whether a retry to `provider` fits; when it does it is counted (a denied retry is
+    /// not, so it does not eat the budget of later ones). Reading and counting are two
+    /// operations: callers deciding at the same instant (in any replica) may overshoot the
+    /// budget by as many as decide together.
     pub fn allow_retry(&self, state: &mut impl SharedState, provider: &str) -> Verdict {
         let window = Window::Sliding(self.window);
         let denied =
@@ -86,18 +87,20 @@ impl Budget {
         if requests == 0 {
             return Verdict::Allowed;
         }
-        let retries = match state.incr(&retries_key(provider), window, 1) {
+        let retries = match state.read(&retries_key(provider), window) {
             Ok(n) => n,
             Err(e) => return denied(e),
         };
         let allowed = self.allowed(requests);
-        if retries as f64 <= allowed {
-            return Verdict::Allowed;
+        if (retries + 1) as f64 <= allowed {
+            return match state.incr(&retries_key(provider), window, 1) {
+                Ok(_) => Verdict::Allowed,
+                Err(e) => denied(e),
+            };
         }
         Verdict::Denied {
             reason: format!(
-                "retry budget spent: {} retries for {requests} requests in the last {} s (budget_percent = {}, min_retries_per_second = {}: {:.1} allowed)",
-                retries - 1,
+                "retry budget spent: {retries} retries for {requests} requests in the last {} s (budget_percent = {}, min_retries_per_second = {}: {:.1} allowed)",
                 self.window.as_secs_f64(),
                 self.percent,
                 self.min_retries_per_second,

@@ -20,7 +20,7 @@ use crate::target::{ProviderName, Target};
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
 /// The modules built into arcllm (see [`crate::builtin`]).
-pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "passthrough"];
+pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "rate_limit", "circuit_breaker", "passthrough"];
 
 /// Sections of the ArcLLM Python library's config.toml that arcllm does not implement.
 /// A file written for ArcLLM loads: each such section is accepted with a warning while it
