@@ -186,3 +186,17 @@ async fn state_keys_are_per_module_so_modules_cannot_see_each_others_state() {
     assert!(fast.message.contains("circuit breaker"), "{}", fast.message);
     assert_eq!(inner.call_count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn state_operations_beyond_the_calls_allowance_stop_the_module_that_made_them() {
+    let rt = Runtime::builder().max_state_ops_per_call(1).build().expect("runtime");
+    let inner = ScriptedProvider::ok("primary");
+    let limit = builtin(&rt, "rate_limit", json!({"requests_per_minute": 600})).await;
+    let breaker = builtin(&rt, "circuit_breaker", json!({})).await;
+    let chain = Stack::new(rt, vec![limit, breaker], inner.clone()).with_state(store());
+    // The rate limit's take is the call's one operation; the breaker's gate is one too many.
+    let err = chain.invoke(request()).await.unwrap_err();
+    assert_eq!((err.kind, err.provider.as_str()), (ErrorKind::Module, "circuit_breaker"), "{err:?}");
+    assert!(err.message.contains("shared-state operations"), "{}", err.message);
+    assert_eq!(inner.call_count(), 0);
+}
