@@ -23,6 +23,18 @@ fn policy() -> &'static Policy {
     POLICY.get_or_init(Policy::default)
 }
 
+/// The inner provider's name and the breaker's target. An instance serves one stack, whose
+/// inner provider never changes: they are asked for once, not on every call.
+static TARGET: OnceLock<(String, String)> = OnceLock::new();
+
+fn provider_and_target() -> &'static (String, String) {
+    TARGET.get_or_init(|| {
+        let provider = inner::name();
+        let target = policy().target(&provider, &inner::model_name());
+        (provider, target)
+    })
+}
+
 fn outcome(result: &Result<Response, Error>) -> Outcome {
     match result {
         Ok(_) => Outcome::Success,
@@ -39,22 +51,21 @@ struct CircuitBreaker;
 impl Guest for CircuitBreaker {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let p = policy();
-        let provider = inner::name();
-        let target = p.target(&provider, &inner::model_name());
-        let gate = p.gate(&mut HostState, &target);
+        let (provider, target) = provider_and_target();
+        let gate = p.gate(&mut HostState, target);
         if let Gate::Reject { retry_after, reason } = &gate {
             return Err(Error {
                 kind: ErrorKind::Api,
                 status: Some(503),
                 retry_after_ms: Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
                 should_retry: None,
-                provider,
+                provider: provider.clone(),
                 message: format!("{reason}: failing fast, no call made"),
                 body: None,
             });
         }
         let result = inner::invoke(request);
-        match p.record(&mut HostState, &target, &gate, outcome(&result)) {
+        match p.record(&mut HostState, target, &gate, outcome(&result)) {
             Ok(Some(Transition::Opened { failures })) => log(
                 Level::Warn,
                 &format!(

@@ -27,6 +27,18 @@ fn policy() -> &'static Policy {
     POLICY.get_or_init(Policy::default)
 }
 
+/// The inner provider's name and the bucket's key. An instance serves one stack, whose
+/// inner provider never changes: they are asked for once, not on every call.
+static KEY: OnceLock<(String, String)> = OnceLock::new();
+
+fn provider_and_key() -> &'static (String, String) {
+    KEY.get_or_init(|| {
+        let provider = inner::name();
+        let key = policy().key(&provider, &inner::model_name());
+        (provider, key)
+    })
+}
+
 fn limited(provider: String, message: String, retry_after: Duration) -> Error {
     Error {
         kind: ErrorKind::Api,
@@ -44,9 +56,9 @@ struct RateLimit;
 impl Guest for RateLimit {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let p = policy();
-        let provider = inner::name();
-        let key = p.key(&provider, &inner::model_name());
-        match p.admit(&mut HostState, &key, sleep) {
+        let (provider, key) = provider_and_key();
+        let provider = provider.clone();
+        match p.admit(&mut HostState, key, sleep) {
             Admission::Admitted { waited } if waited > Duration::ZERO => log(
                 Level::Warn,
                 &format!("waited {:.3}s for a rate-limit token ({key})", waited.as_secs_f64()),
@@ -69,7 +81,7 @@ impl Guest for RateLimit {
             }
         }
         let response = inner::invoke(request)?;
-        if let Err(why) = p.record_usage(&mut HostState, &key, response.usage.total_tokens) {
+        if let Err(why) = p.record_usage(&mut HostState, key, response.usage.total_tokens) {
             log(Level::Warn, &format!("could not count this call's tokens against {key}: {}", why.0));
         }
         Ok(response)

@@ -36,6 +36,8 @@ use budget::Verdict;
 use policy::{Failure, Kind, Policy};
 
 static POLICY: OnceLock<Policy> = OnceLock::new();
+/// The inner provider's name, for the budget's keys.
+static PROVIDER: OnceLock<String> = OnceLock::new();
 
 fn policy() -> &'static Policy {
     POLICY.get_or_init(Policy::default)
@@ -66,8 +68,9 @@ impl Guest for Retry {
         let started = now_ns();
         // The budget counts requests per provider; without one, no shared state is touched.
         let provider = s.budget.as_ref().map(|budget| {
-            let provider = inner::name();
-            if let Err(why) = budget.request(&mut HostState, &provider) {
+            // An instance serves one stack, whose inner provider never changes.
+            let provider = PROVIDER.get_or_init(inner::name);
+            if let Err(why) = budget.request(&mut HostState, provider) {
                 log(Level::Warn, &format!("retry budget: could not count this request: {}", why.0));
             }
             provider
@@ -89,7 +92,7 @@ impl Guest for Retry {
                 log(Level::Error, &format!("giving up after {attempts} attempts: {}", error.summary()));
                 return Err(error);
             }
-            if let (Some(budget), Some(provider)) = (&s.budget, &provider) {
+            if let (Some(budget), Some(provider)) = (&s.budget, provider) {
                 if let Verdict::Denied { reason } = budget.allow_retry(&mut HostState, provider) {
                     log(
                         Level::Warn,
