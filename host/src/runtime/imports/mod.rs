@@ -14,6 +14,7 @@ use super::sandbox::CallState;
 mod logging;
 mod provider;
 mod registry;
+mod state;
 mod types;
 mod wasi;
 
@@ -35,6 +36,7 @@ const IMPORTS: &[&[Import]] = &[
     provider::IMPORTS, // arc:llm/provider: the next layer inward
     registry::IMPORTS, // arc:llm/registry: other providers, by name
     logging::IMPORTS,  // arc:llm/logging: tracing events tagged with the module's name
+    state::IMPORTS,    // arc:llm/state (0.3 on): shared state, in the module's namespace
     wasi::IMPORTS,     // WASI clocks, random, I/O and CLI basics, over a context granting nothing
 ];
 
