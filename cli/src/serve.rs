@@ -19,7 +19,9 @@ pub struct Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = GatewayConfig::discover(args.config.as_deref())?;
     let level = &config.server.log_level;
-    crate::init_logging(&format!("arcllm={level},arcllm_gateway={level}"));
+    // The access log is on its own target, so it stays at info whatever the level.
+    let access = if config.server.access_log { ",arcllm::access=info" } else { "" };
+    crate::init_logging(&format!("arcllm={level},arcllm_gateway={level}{access}"));
     for warning in &config.config.warnings {
         tracing::warn!("{warning}");
     }

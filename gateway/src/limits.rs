@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::HeaderMap;
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -71,6 +71,10 @@ impl Limiter {
 
 /// Reads a request body of at most `limit` bytes within `timeout` (a client that trickles
 /// its body holds no slot: the body is read before one is taken).
+///
+/// A body over the limit is read on and dropped (up to [`DRAIN_FACTOR`] times the limit,
+/// within the same time) before the 413 goes out: a client still sending when the
+/// connection closed would see a broken connection instead of the answer.
 pub async fn read_body(
     body: Body,
     headers: &HeaderMap,
@@ -79,19 +83,41 @@ pub async fn read_body(
 ) -> Result<Bytes, ApiError> {
     let declared =
         headers.get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let drain_limit = (limit as u64).saturating_mul(DRAIN_FACTOR);
+    if declared.is_some_and(|n| n > drain_limit) {
         return Err(ApiError::TooLarge { limit });
     }
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::TooLarge { limit }),
-        Ok(Err(e)) => Err(ApiError::invalid(format!("cannot read the request body: {e}"))),
+    let read = async {
+        let mut body = body;
+        let mut kept = BytesMut::new();
+        let mut seen: u64 = 0;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::invalid(format!("cannot read the request body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            seen += data.len() as u64;
+            if seen > drain_limit {
+                break;
+            }
+            if seen <= limit as u64 {
+                kept.extend_from_slice(&data);
+            }
+        }
+        if seen > limit as u64 {
+            return Err(ApiError::TooLarge { limit });
+        }
+        Ok(kept.freeze())
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(result) => result,
         Err(_) => Err(ApiError::invalid(format!(
             "the request body did not arrive within {} s",
             timeout.as_secs_f64()
         ))),
     }
 }
+
+/// How much of a body over the limit is read (and dropped) before answering 413.
+pub const DRAIN_FACTOR: u64 = 4;
 
 #[cfg(test)]
 mod tests {
