@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod invoke;
 mod output;
+mod serve;
 mod show;
 
 use std::path::PathBuf;
@@ -33,11 +34,13 @@ enum Command {
         #[command(subcommand)]
         command: ModuleCommand,
     },
-    /// Manage the compile cache of third-party modules ($XDG_CACHE_HOME/arcllm).
+    /// Manage the compile cache of third-party modules ([cache] dir, else $XDG_CACHE_HOME/arcllm).
     Cache {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Serve the configured stacks over HTTP, in OpenAI's and Anthropic's API shapes.
+    Serve(serve::Args),
     /// Run real stacks against local servers that fail like real vendors (no API key needed).
     Demo,
 }
@@ -54,8 +57,13 @@ enum ConfigCommand {
 
 #[derive(Subcommand)]
 enum CacheCommand {
-    /// Remove every compiled module from the cache.
-    Clear,
+    /// Remove every compiled module from the cache (config.toml's `[cache] dir`, else
+    /// $XDG_CACHE_HOME/arcllm).
+    Clear {
+        /// Config file (default: $ARCLLM_CONFIG, ./arcllm.toml, $XDG_CONFIG_HOME/arcllm/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -69,6 +77,11 @@ enum ModuleCommand {
     },
 }
 
+/// Module instances the `arcllm` command's runtime may have alive at once: a stack of up
+/// to 16 modules (each stack may hold half the pool), its load-time checks, and the demo's
+/// handful of concurrent scenario calls.
+const ONE_SHOT_MAX_INSTANCES: u32 = 64;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -78,6 +91,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Every command makes at most one call at a time: a small instance pool is made
+    // sooner (its stacks are reserved up front), and is all one call needs.
+    if let Err(e) = arcllm::runtime::Runtime::configure_shared(
+        arcllm::runtime::Runtime::builder().max_instances(ONE_SHOT_MAX_INSTANCES),
+    ) {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let result = runtime.block_on(async {
         match cli.command {
             Command::Invoke(args) => invoke::run(args).await,
@@ -85,8 +106,9 @@ fn main() -> std::process::ExitCode {
             Command::Module { command: ModuleCommand::Check { file, config } } => {
                 check::run(&file, &config).await
             }
-            Command::Cache { command: CacheCommand::Clear } => cache::clear(),
+            Command::Cache { command: CacheCommand::Clear { config } } => cache::clear(config.as_deref()),
             Command::Demo => demo::run().await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {
@@ -127,6 +149,7 @@ fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .try_init();

@@ -225,3 +225,72 @@ async fn invoke_stream_prints_the_text_of_a_streamed_answer() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "streamed hello\n");
 }
+
+/// A config with a third-party module (the passthrough module under another hash) and
+/// `[cache]` set to `cache`; returns the config file.
+fn third_party_config(dir: &std::path::Path, cache: &str) -> std::path::PathBuf {
+    let mut wasm = arcllm::builtin::PASSTHROUGH.to_vec();
+    // A custom section: the same code under another SHA-256, so it is not precompiled.
+    let (name, payload) = (b"arcllm-test", b"third party");
+    wasm.extend_from_slice(&[0, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+    wasm.extend_from_slice(name);
+    wasm.extend_from_slice(payload);
+    std::fs::write(dir.join("third.wasm"), wasm).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        format!("[stack]\norder = [\"third\"]\n[modules.third]\nenabled = true\nwasm = \"third.wasm\"\n[cache]\n{cache}\n"),
+    )
+    .unwrap();
+    file
+}
+
+fn cwasm_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries.filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "cwasm")).count()
+        })
+        .unwrap_or(0)
+}
+
+/// `[cache] dir` is used, `ARCLLM_CACHE=off` wins over it, and `enabled = false` wins
+/// over the default directory. The call itself goes to a closed port and fails: the
+/// modules are loaded (and cached) before it.
+#[test]
+fn the_cache_table_and_arcllm_cache_off_decide_where_modules_are_compiled_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let xdg = dir.path().join("xdg");
+    let run = |config: &std::path::Path, cache_env: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arcllm"));
+        command
+            .args(["invoke", "--config", config.to_str().unwrap(), "--provider", "ollama", "hi"])
+            .env_remove("ARCLLM_CONFIG")
+            .env("XDG_CACHE_HOME", &xdg)
+            .env("RUST_LOG", "warn");
+        match cache_env {
+            Some(value) => command.env("ARCLLM_CACHE", value),
+            None => command.env_remove("ARCLLM_CACHE"),
+        };
+        let out = command.output().expect("run arcllm");
+        assert_eq!(out.status.code(), Some(1), "the config is accepted, the call fails: {}", stderr(&out));
+    };
+
+    let config = third_party_config(dir.path(), "dir = \"compiled\"");
+    run(&config, None);
+    assert_eq!(cwasm_files(&dir.path().join("compiled")), 1, "compiled into [cache] dir");
+    assert_eq!(cwasm_files(&xdg.join("arcllm")), 0);
+
+    let other = tempfile::tempdir().unwrap();
+    let config = third_party_config(other.path(), "dir = \"compiled\"");
+    run(&config, Some("off"));
+    assert_eq!(cwasm_files(&other.path().join("compiled")), 0, "ARCLLM_CACHE=off wins over dir");
+
+    let config = third_party_config(other.path(), "enabled = false");
+    run(&config, None);
+    assert_eq!(cwasm_files(&xdg.join("arcllm")), 0, "enabled = false wins over the default");
+
+    // The check that the test can fail: with the table silent, the default directory is used.
+    let config = third_party_config(other.path(), "");
+    run(&config, None);
+    assert_eq!(cwasm_files(&xdg.join("arcllm")), 1);
+}

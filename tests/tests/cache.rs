@@ -145,3 +145,74 @@ async fn the_default_runtime_loads_the_built_ins_precompiled() {
     let stack = Stack::new(other, vec![retry], inner);
     stack.invoke(Request::new(vec![Message::user("hi")])).await.expect("invoke");
 }
+
+/// A config directory with the tag fixture as a third-party module `tag` and `cache`
+/// as its `[cache]` table.
+fn tag_config(dir: &Path, cache: &str) -> arcllm::config::Config {
+    std::fs::write(dir.join("tag.wasm"), fixtures::TAG).unwrap();
+    let text = format!(
+        "[defaults]\nprovider = \"ollama\"\n[stack]\norder = [\"tag\"]\n[modules.tag]\nenabled = true\nwasm = \"tag.wasm\"\ntag = \"cached\"\n[cache]\n{cache}\n"
+    );
+    let file = dir.join("config.toml");
+    std::fs::write(&file, text).unwrap();
+    arcllm::config::Config::from_file(&file).unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+#[tokio::test]
+async fn config_cache_dir_holds_the_models_compiled_modules() {
+    let dir = private_dir();
+    let runtimes_own = private_dir();
+    let config = tag_config(dir.path(), "dir = \"compiled\"");
+    assert_eq!(config.cache.dir.as_deref(), Some(dir.path().join("compiled").as_path()));
+    let model = arcllm::load_model("ollama")
+        .config(config)
+        .runtime(runtime_with_cache(runtimes_own.path()))
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(model.stack_names(), ["tag"]);
+    // The config's directory, made private, and not the runtime's own.
+    let compiled = dir.path().join("compiled");
+    assert_eq!(entries(&compiled).len(), 1);
+    assert_eq!(std::fs::metadata(&compiled).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(entries(runtimes_own.path()).is_empty());
+}
+
+#[tokio::test]
+async fn config_cache_enabled_false_compiles_without_the_disk() {
+    let dir = private_dir();
+    let runtimes_own = private_dir();
+    let config = tag_config(dir.path(), "enabled = false");
+    assert!(!config.cache.enabled);
+    let model = arcllm::load_model("ollama")
+        .config(config)
+        .runtime(runtime_with_cache(runtimes_own.path()))
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(model.stack_names(), ["tag"]);
+    assert!(entries(runtimes_own.path()).is_empty(), "the runtime's cache is not used either");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "only config.toml and tag.wasm");
+}
+
+#[test]
+fn config_cache_keys_are_checked() {
+    let dir = private_dir();
+    let file = dir.path().join("config.toml");
+    let error = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        arcllm::config::Config::from_file(&file).expect_err("must be rejected").to_string()
+    };
+    let e = error("[cache]\nenabled = \"no\"\n");
+    assert!(e.contains("cache.enabled") && e.contains("true or false"), "{e}");
+    let e = error("[cache]\ndir = 3\n");
+    assert!(e.contains("cache.dir") && e.contains("directory path"), "{e}");
+    let e = error("[cache]\ndir = \"\"\n");
+    assert!(e.contains("cache.dir"), "{e}");
+    let e = error("[cache]\nsize = 10\n");
+    assert!(e.contains("size") && e.contains("enabled, dir"), "{e}");
+    // The default: on, in the runtime's directory.
+    let config = arcllm::config::Config::embedded();
+    assert!(config.cache.enabled && config.cache.dir.is_none());
+    assert_eq!(config.cache.disk_override(), None);
+}

@@ -88,11 +88,11 @@ impl HttpClient {
         mut headers: HeaderMap,
         secret: Option<ApiKey>,
     ) -> Result<Self, Error> {
-        // reqwest is built with `rustls-no-provider`: pick ring once per process. A second
-        // install fails harmlessly (a provider is already there).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = super::tls::client_config()
+            .map_err(|e| Error::config(provider, format!("cannot configure TLS: {e}")))?;
         let timeout = Duration::from_secs_f64(settings.timeout_seconds);
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             // Vendor APIs do not redirect; following one would send `x-api-key` (which
             // reqwest, unlike `authorization`, does not strip) to whatever host it names.
             .redirect(reqwest::redirect::Policy::none())

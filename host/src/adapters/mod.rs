@@ -24,6 +24,7 @@ mod anthropic;
 pub mod http;
 mod openai;
 pub mod sse;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -285,15 +286,32 @@ impl Endpoint {
         }
     }
 
-    /// A tool definition's parameter schema (JSON text) as a JSON object.
-    pub fn tool_schema(&self, tool: &str, parameters: &str) -> Result<Value, Error> {
-        match serde_json::from_str::<Value>(parameters) {
-            Ok(value @ Value::Object(_)) => Ok(value),
-            _ => {
-                Err(self
-                    .request_error(format!("the parameters of tool `{tool}` are not a JSON Schema object")))
-            }
-        }
+    /// The request's tool definitions, each as `name`, `description` (when there is one)
+    /// and its parameter schema under `schema_key`, the schema parsed from JSON text into
+    /// the object it must be. Each vendor wraps these in its own envelope.
+    pub fn tools(&self, request: &Request, schema_key: &str) -> Result<Vec<Map<String, Value>>, Error> {
+        request
+            .tools
+            .iter()
+            .map(|tool| {
+                let schema = match serde_json::from_str::<Value>(&tool.parameters) {
+                    Ok(value @ Value::Object(_)) => value,
+                    _ => {
+                        return Err(self.request_error(format!(
+                            "the parameters of tool `{}` are not a JSON Schema object",
+                            tool.name
+                        )))
+                    }
+                };
+                let mut definition = Map::new();
+                definition.insert("name".into(), Value::String(tool.name.clone()));
+                if !tool.description.is_empty() {
+                    definition.insert("description".into(), Value::String(tool.description.clone()));
+                }
+                definition.insert(schema_key.into(), schema);
+                Ok(definition)
+            })
+            .collect()
     }
 
     /// Merges `options.extra` into the body; its keys win, as the escape hatch for vendor

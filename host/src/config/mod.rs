@@ -4,13 +4,21 @@
 //! user's file. Where the user's file is found: `--config PATH`, else `$ARCLLM_CONFIG`,
 //! else `./arcllm.toml`, else `$XDG_CONFIG_HOME/arcllm/config.toml`.
 
+mod cache;
 mod error;
+mod limits;
+mod read;
+mod tree;
 mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub use cache::CacheConfig;
 pub use error::ConfigError;
+
+use read::Reader;
+use tree::{flatten, lookup, merge, parse};
 
 use crate::providers::{ProviderCatalog, ProviderConfigError};
 use crate::runtime::CallLimits;
@@ -27,17 +35,12 @@ pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "rate_limit", "circu
 /// is switched off, and is an error when it would switch something on.
 const ARCLLM_SECTIONS: &[&str] = &["vault"];
 
+/// Top-level tables this crate accepts but does not read: `arcllm serve`'s `[server]` and
+/// `[aliases]`, which the gateway reads with [`Config::section`] and validates key by key.
+pub const SERVER_SECTIONS: &[&str] = &["server", "aliases"];
+
 /// Keys a module table may have that are arcllm's, not the module's.
 const HOST_KEYS: &[&str] = &["enabled", "wasm", "reach", "share_state"];
-
-/// The keys of `[limits]`.
-const LIMIT_KEYS: &[&str] = &[
-    "call_timeout_seconds",
-    "configure_timeout_seconds",
-    "compile_timeout_seconds",
-    "max_calls_per_invoke",
-    "max_module_bytes",
-];
 
 /// Where a module's code comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +90,8 @@ pub struct Config {
     pub modules: BTreeMap<String, ModuleConfig>,
     /// `[limits]`: time, call and file limits around every module of the stack.
     pub limits: CallLimits,
+    /// `[cache]`: the compile cache on disk for third-party modules.
+    pub cache: CacheConfig,
     /// `[state]`: where modules' shared state lives (see [`crate::state`]).
     pub state: crate::state::StateConfig,
     /// What the file has that arcllm accepts but does not act on (a disabled table for a
@@ -176,6 +181,12 @@ impl Config {
         }
     }
 
+    /// One of the [`SERVER_SECTIONS`] as the user's file (over the embedded default) has
+    /// it, for the program that reads and validates it.
+    pub fn section(&self, name: &str) -> Option<&toml::Value> {
+        SERVER_SECTIONS.contains(&name).then(|| self.effective.get(name)).flatten()
+    }
+
     /// Every effective value as `(dotted.key, value, origin)`, where origin is the user's
     /// file or `default`.
     pub fn provenance(&self) -> Vec<(String, String, String)> {
@@ -197,7 +208,9 @@ impl Config {
         let reader = Reader { file: &label };
 
         let mut warnings = Vec::new();
-        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits", state::TABLE];
+        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits", "cache", state::TABLE];
+        // Read and validated by the program they configure (`arcllm serve`), see `section`.
+        top_level.extend(SERVER_SECTIONS);
         top_level.extend(ARCLLM_SECTIONS);
         reader.only_keys(&effective, "", &top_level)?;
         reader.no_non_finite(&effective, "")?;
@@ -236,6 +249,7 @@ impl Config {
         };
 
         let limits = reader.limits(&reader.table(&effective, "limits")?)?;
+        let cache = reader.cache(&reader.table(&effective, "cache")?, &base)?;
         let state = state::parse(&label, effective.get(state::TABLE))?;
 
         let mut modules = BTreeMap::new();
@@ -287,257 +301,11 @@ impl Config {
             order,
             modules,
             limits,
+            cache,
             state,
             warnings,
             user,
             effective,
         })
-    }
-}
-
-/// Reads typed values out of TOML tables, naming the file and key on failure.
-struct Reader<'a> {
-    file: &'a Path,
-}
-
-impl Reader<'_> {
-    fn invalid(&self, key: &str, message: String) -> ConfigError {
-        ConfigError::Invalid { file: self.file.to_path_buf(), key: key.to_string(), message }
-    }
-
-    fn only_keys(&self, table: &toml::Table, name: &str, known: &[&str]) -> Result<(), ConfigError> {
-        match table.keys().find(|k| !known.contains(&k.as_str())) {
-            Some(key) => Err(ConfigError::UnknownKey {
-                file: self.file.to_path_buf(),
-                table: if name.is_empty() { "top level".into() } else { name.into() },
-                key: key.clone(),
-                expected: known.join(", "),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    fn string(&self, table: &toml::Table, key: &str) -> Result<Option<String>, ConfigError> {
-        match table.get(key) {
-            None => Ok(None),
-            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(self.invalid(key, format!("must be a string, got {other}"))),
-        }
-    }
-
-    fn table(&self, table: &toml::Table, key: &str) -> Result<toml::Table, ConfigError> {
-        match table.get(key) {
-            None => Ok(toml::Table::new()),
-            Some(toml::Value::Table(t)) => Ok(t.clone()),
-            Some(other) => Err(self.invalid(key, format!("must be a table, got {other}"))),
-        }
-    }
-
-    /// One `[modules.<name>]` table; `None` for a disabled table of a module that does not
-    /// exist (the caller warns). Enabling a module that does not exist is an error: a user
-    /// who switched on `rate_limit` must not believe they are rate limited.
-    fn module(
-        &self,
-        name: &str,
-        table: toml::Table,
-        base: &Path,
-    ) -> Result<Option<ModuleConfig>, ConfigError> {
-        let key = |k: &str| format!("modules.{name}.{k}");
-        let enabled = match table.get("enabled") {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => {
-                return Err(self.invalid(&key("enabled"), format!("must be true or false, got {other}")))
-            }
-        };
-        let share_state = match table.get("share_state") {
-            None => false,
-            Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => {
-                return Err(self.invalid(&key("share_state"), format!("must be true or false, got {other}")))
-            }
-        };
-        let wasm = match table.get("wasm") {
-            None => None,
-            Some(toml::Value::String(path)) => Some(base.join(path)),
-            Some(other) => return Err(self.invalid(&key("wasm"), format!("must be a path, got {other}"))),
-        };
-        let code = match wasm {
-            Some(path) => ModuleCode::Wasm(path),
-            None if BUILTIN_MODULES.contains(&name) => ModuleCode::Builtin,
-            None if !enabled => return Ok(None),
-            None => {
-                return Err(self.invalid(
-                    &format!("modules.{name}"),
-                    format!(
-                        "no module `{name}` exists, so it cannot be enabled (built in: {}; a third-party module needs `wasm = \"path/to/{name}.wasm\"`)",
-                        BUILTIN_MODULES.join(", ")
-                    ),
-                ))
-            }
-        };
-        let reach = match table.get("reach") {
-            None => Vec::new(),
-            Some(toml::Value::Array(items)) => items
-                .iter()
-                .map(|item| {
-                    let target = item.as_str().ok_or_else(|| {
-                        self.invalid(&key("reach"), format!("must be a list of provider targets, got {item}"))
-                    })?;
-                    Target::parse(target).map_err(|e| self.invalid(&key("reach"), e.to_string()))
-                })
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(
-                    self.invalid(&key("reach"), format!("must be a list of provider targets, got {other}"))
-                )
-            }
-        };
-        let module_table = table
-            .into_iter()
-            .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
-            .map(|(k, v)| (k, toml_to_json(v)))
-            .collect();
-        Ok(Some(ModuleConfig { enabled, code, share_state, table: module_table, reach }))
-    }
-
-    /// `[limits]`: each key optional (its default otherwise), each a positive, finite number.
-    fn limits(&self, table: &toml::Table) -> Result<CallLimits, ConfigError> {
-        self.only_keys(table, "limits", LIMIT_KEYS)?;
-        let mut limits = CallLimits::default();
-        let seconds = |key: &str| -> Result<Option<std::time::Duration>, ConfigError> {
-            let Some(value) = table.get(key) else { return Ok(None) };
-            let number = value.as_float().or_else(|| value.as_integer().map(|i| i as f64));
-            number
-                .filter(|n| n.is_finite() && *n > 0.0)
-                .and_then(|n| std::time::Duration::try_from_secs_f64(n).ok())
-                .map(Some)
-                .ok_or_else(|| {
-                    self.invalid(
-                        &format!("limits.{key}"),
-                        format!("must be a positive number of seconds, got {value}"),
-                    )
-                })
-        };
-        let count = |key: &str| -> Result<Option<u64>, ConfigError> {
-            let Some(value) = table.get(key) else { return Ok(None) };
-            match value.as_integer().filter(|n| *n > 0) {
-                Some(n) => Ok(Some(n as u64)),
-                None => Err(self
-                    .invalid(&format!("limits.{key}"), format!("must be a positive integer, got {value}"))),
-            }
-        };
-        if let Some(t) = seconds("call_timeout_seconds")? {
-            limits.call_timeout = t;
-        }
-        if let Some(t) = seconds("configure_timeout_seconds")? {
-            limits.configure_timeout = t;
-        }
-        if let Some(t) = seconds("compile_timeout_seconds")? {
-            limits.compile_timeout = t;
-        }
-        if let Some(n) = count("max_calls_per_invoke")? {
-            limits.max_calls_per_invoke = u32::try_from(n).unwrap_or(u32::MAX);
-        }
-        if let Some(n) = count("max_module_bytes")? {
-            limits.max_module_bytes = usize::try_from(n).unwrap_or(usize::MAX);
-        }
-        Ok(limits)
-    }
-
-    /// `[vault]`, from ArcLLM's files: keys come from `api_key_env` here, so an empty
-    /// `backend` (ArcLLM's default) is accepted with a warning and any other is an error.
-    fn vault(&self, vault: &toml::Value) -> Result<String, ConfigError> {
-        let backend = vault.get("backend").map(|b| b.as_str().map(str::trim));
-        match backend {
-            None | Some(Some("")) => Ok(format!(
-                "{}: [vault] is ignored: arcllm reads API keys from the environment variable each provider file names (api_key_env)",
-                self.file.display()
-            )),
-            Some(_) => Err(self.invalid(
-                "vault.backend",
-                "secret vaults are not supported: arcllm reads API keys from the environment variable each provider file names (api_key_env)".into(),
-            )),
-        }
-    }
-
-    /// Rejects `inf`, `-inf` and `nan` anywhere under `table`: no key of arcllm's or of a
-    /// module's means anything by them, and JSON (what modules read) cannot carry them.
-    fn no_non_finite(&self, table: &toml::Table, prefix: &str) -> Result<(), ConfigError> {
-        fn check(reader: &Reader<'_>, key: &str, value: &toml::Value) -> Result<(), ConfigError> {
-            match value {
-                toml::Value::Float(f) if !f.is_finite() => Err(reader
-                    .invalid(key, format!("{value} is not a finite number (inf and nan are not accepted)"))),
-                toml::Value::Table(t) => reader.no_non_finite(t, key),
-                toml::Value::Array(items) => {
-                    items.iter().enumerate().try_for_each(|(i, v)| check(reader, &format!("{key}[{i}]"), v))
-                }
-                _ => Ok(()),
-            }
-        }
-        for (key, value) in table {
-            let key = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-            check(self, &key, value)?;
-        }
-        Ok(())
-    }
-}
-
-/// Parses TOML, turning a syntax error into one that names the line and column.
-fn parse(text: &str, file: &Path) -> Result<toml::Table, ConfigError> {
-    text.parse::<toml::Table>().map_err(|e| {
-        let offset = e.span().map_or(0, |span| span.start).min(text.len());
-        let before = &text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        ConfigError::Syntax { file: file.to_path_buf(), line, column, message: e.message().to_string() }
-    })
-}
-
-/// Overlays `over` on `base`: tables merge key by key, anything else is replaced.
-fn merge(base: &mut toml::Table, over: &toml::Table) {
-    for (key, value) in over {
-        match (base.get_mut(key), value) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
-            _ => {
-                base.insert(key.clone(), value.clone());
-            }
-        }
-    }
-}
-
-fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
-    let (first, rest) = path.split_first()?;
-    let value = table.get(first)?;
-    match (rest.is_empty(), value) {
-        (true, v) => Some(v),
-        (false, toml::Value::Table(t)) => lookup(t, rest),
-        _ => None,
-    }
-}
-
-fn flatten(table: &toml::Table, path: &mut Vec<String>, visit: &mut dyn FnMut(&[String], &toml::Value)) {
-    for (key, value) in table {
-        path.push(key.clone());
-        match value {
-            toml::Value::Table(t) => flatten(t, path, visit),
-            v => visit(path, v),
-        }
-        path.pop();
-    }
-}
-
-/// TOML to JSON, for module tables (modules read JSON).
-pub(crate) fn toml_to_json(value: toml::Value) -> serde_json::Value {
-    match value {
-        toml::Value::String(s) => serde_json::Value::String(s),
-        toml::Value::Integer(i) => serde_json::Value::from(i),
-        toml::Value::Float(f) => serde_json::Value::from(f),
-        toml::Value::Boolean(b) => serde_json::Value::Bool(b),
-        toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
-        toml::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => {
-            serde_json::Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
-        }
     }
 }

@@ -92,7 +92,11 @@ impl Recipe {
             (None, true) => None,
             (None, false) => Some(Runtime::shared()?),
         }
-        .map(|runtime| runtime.with_call_limits(config.limits.clone()));
+        .map(|runtime| runtime.with_call_limits(config.limits.clone()))
+        .map(|runtime| match config.cache.disk_override() {
+            Some(dir) => runtime.with_disk_cache(dir),
+            None => runtime,
+        });
         for (name, module) in unchecked {
             let runtime = runtime.as_ref().expect("made when a table is to be checked");
             load(runtime, name, &module.code, &module.table).await.map_err(|e| module_error(name, e))?;

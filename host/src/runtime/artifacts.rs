@@ -2,9 +2,10 @@
 //! built-ins), the compile cache on disk (anything compiled before by an engine with the
 //! same settings), or Cranelift, whose output then goes to the disk cache.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use wasmtime::component::Component;
 use wasmtime::Engine;
@@ -23,11 +24,20 @@ pub(crate) struct Artifacts {
     /// The cache directory asked for; opened (and checked) on first use.
     disk_dir: Option<PathBuf>,
     disk: OnceLock<Option<DiskCache>>,
+    /// Other directories handles of this runtime were given
+    /// ([`Runtime::with_disk_cache`](super::Runtime::with_disk_cache)), each opened and
+    /// checked once.
+    other_disks: Mutex<HashMap<PathBuf, Option<DiskCache>>>,
 }
 
 impl Artifacts {
     pub(crate) fn new(engine: &Engine, disk_dir: Option<PathBuf>) -> Self {
-        Artifacts { fingerprint: engine_config::fingerprint(engine), disk_dir, disk: OnceLock::new() }
+        Artifacts {
+            fingerprint: engine_config::fingerprint(engine),
+            disk_dir,
+            disk: OnceLock::new(),
+            other_disks: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Whether the built-ins embedded precompiled fit this engine.
@@ -38,28 +48,31 @@ impl Artifacts {
     /// The disk cache, opened on first use; `None` when off or not private to this user
     /// (which is logged once, as a warning).
     pub(crate) fn disk(&self) -> Option<&DiskCache> {
-        self.disk
-            .get_or_init(|| {
-                let dir = self.disk_dir.as_ref()?;
-                DiskCache::open(dir)
-                    .inspect_err(|e| tracing::warn!("{}; compiling modules in every process", error_chain(e)))
-                    .ok()
-            })
-            .as_ref()
+        self.disk.get_or_init(|| self.disk_dir.as_deref().and_then(open_disk)).as_ref()
+    }
+
+    /// The disk cache in `dir`, opened (and checked) the first time it is asked for.
+    pub(crate) fn disk_at(&self, dir: &Path) -> Option<DiskCache> {
+        if self.disk_dir.as_deref() == Some(dir) {
+            return self.disk().cloned();
+        }
+        let mut others = self.other_disks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        others.entry(dir.to_path_buf()).or_insert_with(|| open_disk(dir)).clone()
     }
 
     /// The component for `bytes` (whose SHA-256 is `digest`), compiled for `engine`.
     /// Blocking: call it off the async threads.
+    /// `disk` is the compile cache to read and fill, if any.
     pub(crate) fn component(
         &self,
         engine: &Engine,
         bytes: &[u8],
         digest: &[u8; 32],
+        disk: Option<&DiskCache>,
     ) -> wasmtime::Result<Component> {
         if let Some(component) = self.embedded(engine, digest) {
             return Ok(component);
         }
-        let disk = self.disk();
         if let Some(artifact) = disk.and_then(|disk| disk.get(digest, &self.fingerprint)) {
             // SAFETY: `Component::deserialize` trusts its input to be wasmtime's own output
             // for a compatible engine: loading anything else may run arbitrary code. This
@@ -115,6 +128,13 @@ impl Artifacts {
             }
         }
     }
+}
+
+/// The cache in `dir`, or `None` (with a warning) when it cannot be used.
+fn open_disk(dir: &Path) -> Option<DiskCache> {
+    DiskCache::open(dir)
+        .inspect_err(|e| tracing::warn!("{}; compiling modules in every process", error_chain(e)))
+        .ok()
 }
 
 /// `error: its source: …`, for a log line.

@@ -131,7 +131,7 @@ impl ResourceLimiter for MeteredLimits {
 /// A module made request handles holding more bytes than one call allows.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "held more than {limit} bytes of requests in handles it made during one call (the limit is 4× the module memory cap by default: RuntimeBuilder::max_request_bytes_per_call)"
+    "held more than {limit} bytes of requests in handles it made during one call (limits.max_request_bytes_per_call; by default 4× the module memory cap)"
 )]
 pub(crate) struct RequestBytesExceeded {
     pub(crate) limit: usize,

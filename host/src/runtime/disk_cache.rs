@@ -75,13 +75,18 @@ impl DiskCache {
     /// The directory a runtime uses when not told otherwise: [`DiskCache::default_dir`],
     /// or none when `ARCLLM_CACHE` is `off` (or `0`, `false`, `no`).
     pub fn from_env() -> Option<PathBuf> {
-        let off = std::env::var(CACHE_ENV)
-            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no"));
-        if off {
+        if Self::disabled_by_env() {
             None
         } else {
             Self::default_dir()
         }
+    }
+
+    /// Whether `ARCLLM_CACHE` turns the cache off (`off`, `0`, `false` or `no`): it does so
+    /// whatever a runtime or config.toml's `[cache]` table says.
+    pub fn disabled_by_env() -> bool {
+        std::env::var(CACHE_ENV)
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no"))
     }
 
     /// Opens `dir`, creating it (mode 0700) if needed. Errs when it is not owned by the

@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::Linker;
-use wasmtime::{Config, Engine};
+use wasmtime::Engine;
 
 use super::artifacts::Artifacts;
 use super::bounds::HostLimits;
+use super::builder::RuntimeBuilder;
 use super::disk_cache::DiskCache;
-use super::engine_config::EngineSettings;
-use super::imports;
 use super::limits::CallLimits;
 use super::module::ComponentCache;
 use super::pool::IdleBudget;
@@ -41,48 +40,12 @@ impl Default for Limits {
     }
 }
 
-/// Configures a [`Runtime`]: limits, pooling and the epoch tick.
-///
-/// ```no_run
-/// # fn main() -> Result<(), arcllm::runtime::RuntimeError> {
-/// let runtime = arcllm::runtime::Runtime::builder()
-///     .memory_limit(32 << 20)
-///     .cpu_budget(std::time::Duration::from_millis(200))
-///     .build()?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct RuntimeBuilder {
-    limits: Limits,
-    pooling: bool,
-    max_instances: u32,
-    max_idle_instances: Option<usize>,
-    epoch_tick: Duration,
-    // Sandbox bounds on host work (timeouts, calls, file sizes, slot shares).
-    call_limits: CallLimits,
-    // Bounds on what the host holds and does for modules.
-    host_limits: HostLimits,
-    /// Set explicitly; else 4× the memory limit.
-    max_request_bytes_per_call: Option<usize>,
-    /// `None`: [`DiskCache::from_env`]; `Some(None)`: no disk cache.
-    disk_cache: Option<Option<PathBuf>>,
-}
-
-impl Default for RuntimeBuilder {
-    fn default() -> Self {
-        RuntimeBuilder {
-            limits: Limits::default(),
-            pooling: true,
-            max_instances: 4096,
-            max_idle_instances: None,
-            epoch_tick: Duration::from_millis(5),
-            call_limits: CallLimits::default(),
-            host_limits: HostLimits::for_memory_limit(Limits::default().memory_bytes),
-            max_request_bytes_per_call: None,
-            disk_cache: None,
-        }
-    }
-}
+/// The default [`RuntimeBuilder::max_instances`]. The pooling allocator makes one guard
+/// page per possible concurrent call when it is created, which costs about 3 µs each (a
+/// pool of 4,096 took 11–14 ms, most of a cold `load_model().build()`); 1,024 keeps
+/// that near 3 ms. Long-running servers with more concurrent calls size it themselves
+/// ([`Runtime::configure_shared`]).
+pub const DEFAULT_MAX_INSTANCES: u32 = 1024;
 
 /// Why a [`Runtime`] could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -90,185 +53,9 @@ pub enum RuntimeError {
     /// Wasmtime refused the engine configuration or the linker (the text is wasmtime's).
     #[error("could not create the wasm engine: {0}")]
     Engine(String),
-}
-
-impl RuntimeBuilder {
-    /// Most bytes one module's memory may grow to (default 64 MiB).
-    pub fn memory_limit(mut self, bytes: usize) -> Self {
-        self.limits.memory_bytes = bytes;
-        self
-    }
-    /// Most CPU time a module may spend on one call (default 1 s).
-    pub fn cpu_budget(mut self, budget: Duration) -> Self {
-        self.limits.cpu_budget = budget;
-        self
-    }
-    /// Most native stack wasm code may use (default 512 KiB).
-    pub fn wasm_stack_limit(mut self, bytes: usize) -> Self {
-        self.limits.wasm_stack_bytes = bytes;
-        self
-    }
-    /// Whether to use the pooling instance allocator (default on). Without it every new
-    /// instance maps fresh memory and stacks, 4–8× the instantiation cost
-    /// (docs/benchmarks.md).
-    pub fn pooling(mut self, enabled: bool) -> Self {
-        self.pooling = enabled;
-        self
-    }
-    /// Module instances that may be alive at once: calls in flight times modules, plus idle
-    /// ones (default 4096). It sizes the pooling allocator; a call that would go beyond it
-    /// waits for a running call to end.
-    pub fn max_instances(mut self, count: u32) -> Self {
-        self.max_instances = count;
-        self
-    }
-    /// Module instances kept idle for reuse, across all stacks (default: a quarter of
-    /// [`max_instances`](Self::max_instances)). Only stacks whose modules all share state
-    /// ([`Module::with_share_state`](super::Module::with_share_state)) keep idle stores. A
-    /// call of such a stack takes an idle store of its stack,
-    /// with every layer instantiated and configured, instead of instantiating and
-    /// configuring them again. Idle instances hold pool slots and resident memory; the
-    /// default leaves three quarters of the pool to calls in flight. 0 gives every call
-    /// fresh instances.
-    pub fn max_idle_instances(mut self, count: usize) -> Self {
-        self.max_idle_instances = Some(count);
-        self
-    }
-    // ---- bounds on what the host holds and does for modules ----
-
-    /// Most bytes of requests that `request-handle`s made by modules may hold at once in
-    /// one call (default 4× the memory limit). Beyond it the module making the handle traps,
-    /// and the call fails with a `module` error naming it.
-    pub fn max_request_bytes_per_call(mut self, bytes: usize) -> Self {
-        self.max_request_bytes_per_call = Some(bytes);
-        self
-    }
-    /// Most bytes of one line a module logs (default 4 KiB); a longer line is cut and marked.
-    pub fn max_log_line_bytes(mut self, bytes: usize) -> Self {
-        self.host_limits.log_line_bytes = bytes;
-        self
-    }
-    /// Most lines the modules of one call may log (default 256); after them one warning
-    /// says that further lines are dropped.
-    pub fn max_log_lines_per_call(mut self, lines: usize) -> Self {
-        self.host_limits.log_lines_per_call = lines;
-        self
-    }
-    /// Most shared-state operations (`arc:llm/state`) the modules of one call may make
-    /// together (default 256); the module making one more is stopped with a `module` error.
-    pub fn max_state_ops_per_call(mut self, ops: usize) -> Self {
-        self.host_limits.state_ops_per_call = ops;
-        self
-    }
-    /// Most bytes of linear memory a store may hold and still be kept idle for reuse
-    /// (default 8 MiB): a store whose modules grew their memory beyond it is dropped after
-    /// its call, returning the memory.
-    pub fn max_idle_store_memory(mut self, bytes: usize) -> Self {
-        self.host_limits.idle_store_memory_bytes = bytes;
-        self
-    }
-    /// Most bytes of linear memory all idle stores of this runtime may hold together
-    /// (default 256 MiB); beyond it a store is dropped after its call instead of kept.
-    pub fn max_idle_memory(mut self, bytes: usize) -> Self {
-        self.host_limits.idle_memory_bytes = bytes;
-        self
-    }
-
-    /// How often the CPU budget is checked (default 5 ms).
-    pub fn epoch_tick(mut self, tick: Duration) -> Self {
-        self.epoch_tick = tick.max(Duration::from_micros(100));
-        self
-    }
-    /// Time, call and file limits of stacks and module loads made with this runtime
-    /// (default [`CallLimits::default`]); [`Runtime::with_call_limits`] changes them for one
-    /// user of the runtime.
-    pub fn call_limits(mut self, limits: CallLimits) -> Self {
-        self.call_limits = limits;
-        self
-    }
-    /// Where compiled modules are cached across processes (default:
-    /// [`DiskCache::from_env`], that is `$XDG_CACHE_HOME/arcllm` or `~/.cache/arcllm`,
-    /// none when `ARCLLM_CACHE=off`); `None` compiles in every process. A directory that
-    /// is not the current user's alone is not used (see [`DiskCache::open`]).
-    pub fn disk_cache(mut self, dir: Option<PathBuf>) -> Self {
-        self.disk_cache = Some(dir);
-        self
-    }
-    /// Creates the engine. When the pooling allocator cannot reserve its memory (a low
-    /// `ulimit -v`, say), falls back to on-demand allocation and logs a warning.
-    pub fn build(self) -> Result<Runtime, RuntimeError> {
-        let (engine, pooling) = if self.pooling {
-            match Engine::new(&self.config(true)) {
-                Ok(engine) => (engine, true),
-                Err(e) => {
-                    tracing::warn!("pooling allocator unavailable ({e:#}); using on-demand allocation");
-                    (self.engine_on_demand()?, false)
-                }
-            }
-        } else {
-            (self.engine_on_demand()?, false)
-        };
-        let linker = imports::linker(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        spawn_epoch_ticker(&engine, self.epoch_tick);
-        let disk_dir = self.disk_cache.clone().unwrap_or_else(DiskCache::from_env);
-        let artifacts = Artifacts::new(&engine, disk_dir);
-        let budget_ticks =
-            (self.limits.cpu_budget.as_nanos() / self.epoch_tick.as_nanos().max(1)).max(1) as u64;
-        let host_limits = HostLimits {
-            request_bytes_per_call: self
-                .max_request_bytes_per_call
-                .unwrap_or(self.limits.memory_bytes.saturating_mul(4)),
-            ..self.host_limits.clone()
-        };
-        Ok(Runtime {
-            inner: Arc::new(RuntimeInner {
-                artifacts,
-                engine,
-                linker,
-                limits: self.limits,
-                budget_ticks,
-                pooling,
-                components: ComponentCache::default(),
-                idle: IdleBudget::new(
-                    self.max_idle_instances.unwrap_or(self.max_instances as usize / 4),
-                    self.host_limits.idle_memory_bytes,
-                ),
-                host_limits,
-                instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
-                max_instances: self.max_instances as usize,
-            }),
-            call_limits: Arc::new(self.call_limits),
-        })
-    }
-
-    fn engine_on_demand(&self) -> Result<Engine, RuntimeError> {
-        Engine::new(&self.config(false)).map_err(|e| RuntimeError::Engine(format!("{e:#}")))
-    }
-
-    fn config(&self, pooling: bool) -> Config {
-        EngineSettings {
-            memory_bytes: self.limits.memory_bytes,
-            wasm_stack_bytes: self.limits.wasm_stack_bytes,
-            pooling: pooling.then_some(self.max_instances),
-        }
-        .config()
-    }
-}
-
-/// Ticks the engine's epoch from a plain thread (never a tokio task: a busy runtime would
-/// delay the very ticks meant to stop a busy module). Ends when the engine is dropped.
-fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
-    let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("arcllm-epoch".into()).spawn(move || loop {
-        std::thread::sleep(tick);
-        match weak.upgrade() {
-            Some(engine) => engine.increment_epoch(),
-            None => break,
-        }
-    });
-    if let Err(e) = spawned {
-        tracing::error!("could not start the epoch thread ({e}); module CPU budgets will not be enforced");
-    }
+    /// [`Runtime::configure_shared`] was called after the shared runtime was created.
+    #[error("the process-wide runtime already exists; configure it before its first use")]
+    SharedExists,
 }
 
 pub(crate) struct RuntimeInner {
@@ -285,8 +72,8 @@ pub(crate) struct RuntimeInner {
     pub(crate) idle: IdleBudget,
     pub(crate) host_limits: HostLimits,
     /// One permit per instance that may be alive at once (`max_instances`).
-    instance_slots: Arc<Semaphore>,
-    max_instances: usize,
+    pub(super) instance_slots: Arc<Semaphore>,
+    pub(super) max_instances: usize,
 }
 
 impl RuntimeInner {
@@ -304,6 +91,11 @@ impl RuntimeInner {
     }
 }
 
+/// The process-wide runtime ([`Runtime::shared`]).
+static SHARED: OnceLock<Runtime> = OnceLock::new();
+/// What the shared runtime is to be built with; its lock also makes one caller build it.
+static SHARED_SETTINGS: Mutex<Option<RuntimeBuilder>> = Mutex::new(None);
+
 /// A wasm runtime: the engine, the linker that grants modules their imports, and limits.
 /// Cheap to clone; share one per process ([`Runtime::shared`]).
 #[derive(Clone)]
@@ -312,6 +104,12 @@ pub struct Runtime {
     /// Limits of the stacks and loads made with this handle (clones of one runtime may
     /// differ: each model applies its own config.toml `[limits]`).
     pub(crate) call_limits: Arc<CallLimits>,
+    /// The compile cache loads made with this handle use, when not the runtime's own:
+    /// `Some(None)` for none (config.toml's `[cache]`).
+    pub(crate) disk_override: Option<Option<Arc<PathBuf>>>,
+    /// The idle memory allowance of the stacks made with this handle
+    /// (`CallLimits::max_idle_memory_bytes`), on top of the runtime-wide one.
+    pub(crate) idle_share: Option<Arc<IdleBudget>>,
 }
 
 impl Runtime {
@@ -320,21 +118,34 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
-    /// The process-wide runtime with default settings, created on first use (once: the
-    /// engine, its pool's address space and its epoch thread are made by one caller while
-    /// any others wait). A process that never loads a module never creates it.
+    /// The process-wide runtime, created on first use (once: the engine, its pool's address
+    /// space and its epoch thread are made by one caller while any others wait) with the
+    /// settings given to [`Runtime::configure_shared`], else the defaults. A process that
+    /// never loads a module never creates it.
     pub fn shared() -> Result<Runtime, RuntimeError> {
-        static SHARED: OnceLock<Runtime> = OnceLock::new();
-        static CREATING: Mutex<()> = Mutex::new(());
         if let Some(runtime) = SHARED.get() {
             return Ok(runtime.clone());
         }
-        let _one_at_a_time = CREATING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut configured = SHARED_SETTINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(runtime) = SHARED.get() {
             return Ok(runtime.clone());
         }
-        let runtime = Runtime::builder().build()?;
+        let runtime = configured.take().unwrap_or_default().build()?;
         Ok(SHARED.get_or_init(|| runtime).clone())
+    }
+
+    /// Sets what [`Runtime::shared`] will be built with: a server expecting more
+    /// concurrent calls than [`DEFAULT_MAX_INSTANCES`] allows raises `max_instances`, a
+    /// one-shot command lowers it to start faster. Nothing is created now. Errs with
+    /// [`RuntimeError::SharedExists`] once the shared runtime exists (its settings can no
+    /// longer change).
+    pub fn configure_shared(builder: RuntimeBuilder) -> Result<(), RuntimeError> {
+        let mut configured = SHARED_SETTINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if SHARED.get().is_some() {
+            return Err(RuntimeError::SharedExists);
+        }
+        *configured = Some(builder);
+        Ok(())
     }
 
     /// The wasmtime engine modules are compiled for.
@@ -360,7 +171,17 @@ impl Runtime {
     /// This runtime (the same engine, pool and compiled components) with other call
     /// limits for the stacks and loads made with the returned handle.
     pub fn with_call_limits(&self, limits: CallLimits) -> Runtime {
-        Runtime { inner: self.inner.clone(), call_limits: Arc::new(limits) }
+        let idle_share =
+            limits.max_idle_memory_bytes.map(|bytes| Arc::new(IdleBudget::new(usize::MAX, bytes)));
+        Runtime { call_limits: Arc::new(limits), idle_share, ..self.clone() }
+    }
+
+    /// This runtime with another compile cache on disk for the loads made with the
+    /// returned handle: `Some(dir)` (opened and checked as [`DiskCache::open`] does, once per
+    /// directory), or `None` to compile in every process. config.toml's `[cache]` table
+    /// reaches the runtime this way.
+    pub fn with_disk_cache(&self, dir: Option<PathBuf>) -> Runtime {
+        Runtime { disk_override: Some(dir.map(Arc::new)), ..self.clone() }
     }
 
     /// Whether this runtime uses the pooling allocator.
@@ -377,9 +198,13 @@ impl Runtime {
         self.inner.artifacts.builtins_precompiled()
     }
 
-    /// The compile cache on disk this runtime uses, if any.
-    pub fn disk_cache(&self) -> Option<&DiskCache> {
-        self.inner.artifacts.disk()
+    /// The compile cache on disk that loads made with this handle use, if any.
+    pub fn disk_cache(&self) -> Option<DiskCache> {
+        match &self.disk_override {
+            None => self.inner.artifacts.disk().cloned(),
+            Some(None) => None,
+            Some(Some(dir)) => self.inner.artifacts.disk_at(dir),
+        }
     }
 
     /// How many compiled components are cached and alive (shared by identical bytes).

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::bounds::HostLimits;
 use crate::types::{Error, ErrorKind, Response};
 
 /// Most bytes of text one response a module returns may carry: its content, thinking and
@@ -49,6 +50,41 @@ pub struct CallLimits {
     /// [`max_instances`](super::RuntimeBuilder::max_instances). Never below what one call
     /// of the stack needs.
     pub max_instances_per_stack: Option<usize>,
+    /// Most bytes of requests that `request-handle`s made by modules may hold at once in
+    /// one call. `None`: the runtime's
+    /// ([`RuntimeBuilder::max_request_bytes_per_call`](super::RuntimeBuilder::max_request_bytes_per_call)).
+    pub max_request_bytes_per_call: Option<usize>,
+    /// Most bytes of one line a module logs. `None`: the runtime's
+    /// ([`RuntimeBuilder::max_log_line_bytes`](super::RuntimeBuilder::max_log_line_bytes)).
+    pub max_log_line_bytes: Option<usize>,
+    /// Most lines the modules of one call may log. `None`: the runtime's
+    /// ([`RuntimeBuilder::max_log_lines_per_call`](super::RuntimeBuilder::max_log_lines_per_call)).
+    pub max_log_lines_per_call: Option<usize>,
+    /// Most bytes of linear memory a store may hold and still be kept idle for reuse.
+    /// `None`: the runtime's
+    /// ([`RuntimeBuilder::max_idle_store_memory`](super::RuntimeBuilder::max_idle_store_memory)).
+    pub max_idle_store_memory_bytes: Option<usize>,
+    /// Most bytes of linear memory the idle stores of the stacks made with one runtime
+    /// handle (one model: [`Runtime::with_call_limits`](super::Runtime::with_call_limits))
+    /// may hold together. The runtime-wide bound
+    /// ([`RuntimeBuilder::max_idle_memory`](super::RuntimeBuilder::max_idle_memory)) still
+    /// applies. `None`: only the runtime-wide bound.
+    pub max_idle_memory_bytes: Option<usize>,
+}
+
+impl CallLimits {
+    /// `runtime`'s bounds on host work with this handle's overrides applied.
+    pub(crate) fn host_limits(&self, runtime: &HostLimits) -> HostLimits {
+        HostLimits {
+            request_bytes_per_call: self.max_request_bytes_per_call.unwrap_or(runtime.request_bytes_per_call),
+            log_line_bytes: self.max_log_line_bytes.unwrap_or(runtime.log_line_bytes),
+            log_lines_per_call: self.max_log_lines_per_call.unwrap_or(runtime.log_lines_per_call),
+            idle_store_memory_bytes: self
+                .max_idle_store_memory_bytes
+                .unwrap_or(runtime.idle_store_memory_bytes),
+            idle_memory_bytes: runtime.idle_memory_bytes,
+        }
+    }
 }
 
 impl Default for CallLimits {
@@ -60,6 +96,11 @@ impl Default for CallLimits {
             max_module_bytes: 32 << 20,
             compile_timeout: Duration::from_secs(30),
             max_instances_per_stack: None,
+            max_request_bytes_per_call: None,
+            max_log_line_bytes: None,
+            max_log_lines_per_call: None,
+            max_idle_store_memory_bytes: None,
+            max_idle_memory_bytes: None,
         }
     }
 }

@@ -2,11 +2,13 @@
 
 mod artifacts;
 mod bounds;
+mod builder;
 mod disk_cache;
 mod engine;
 mod engine_config;
 mod imports;
 mod limits;
+mod load_error;
 mod module;
 mod pool;
 pub mod registry;
@@ -15,10 +17,12 @@ mod stack;
 pub mod wit;
 
 pub use bounds::HostLimits;
+pub use builder::RuntimeBuilder;
 pub use disk_cache::{CacheError, DiskCache, CACHE_ENV};
-pub use engine::{Limits, Runtime, RuntimeBuilder, RuntimeError};
+pub use engine::{Limits, Runtime, RuntimeError, DEFAULT_MAX_INSTANCES};
 pub use limits::{CallLimits, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};
-pub use module::{LoadError, LoadErrorKind, Module, ModuleSource};
+pub use load_error::{LoadError, LoadErrorKind};
+pub use module::{Module, ModuleSource};
 pub use registry::{EmptyRegistry, LazyRegistry, Registry};
 pub use sandbox::RandomSource;
 pub use stack::Stack;

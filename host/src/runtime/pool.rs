@@ -9,13 +9,15 @@
 //! of a thousand calls does not leave a thousand warm stores behind, idle stores never take
 //! the pooling allocator's slots that calls in flight need, and a module that grew its
 //! memory does not keep it resident after its call: a store whose memory is over
-//! `HostLimits::idle_store_memory_bytes` is dropped rather than kept.
+//! `HostLimits::idle_store_memory_bytes` is dropped rather than kept. A runtime handle made
+//! with `CallLimits::max_idle_memory_bytes` (a model's config.toml `[limits]`) also bounds
+//! the idle memory of its own stacks.
 
 use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
 
-use super::engine::RuntimeInner;
+use super::engine::{Runtime, RuntimeInner};
 use super::sandbox::CallState;
 
 /// The runtime-wide allowance of idle instances and of their memory.
@@ -63,19 +65,38 @@ fn weight(store: &Store<CallState>) -> (usize, usize) {
 /// One stack's idle stores.
 pub(crate) struct StorePool {
     runtime: Arc<RuntimeInner>,
+    /// The allowance of the runtime handle the stack was made with, if it has its own.
+    handle: Option<Arc<IdleBudget>>,
+    /// Most memory one idle store may hold.
+    store_memory_bytes: usize,
     idle: Mutex<Vec<Store<CallState>>>,
 }
 
 impl StorePool {
-    pub(crate) fn new(runtime: Arc<RuntimeInner>) -> Self {
-        StorePool { runtime, idle: Mutex::new(Vec::new()) }
+    pub(crate) fn new(runtime: &Runtime) -> Self {
+        let store_memory_bytes = (runtime.call_limits.max_idle_store_memory_bytes)
+            .unwrap_or(runtime.inner.host_limits.idle_store_memory_bytes);
+        StorePool {
+            runtime: runtime.inner.clone(),
+            handle: runtime.idle_share.clone(),
+            store_memory_bytes,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Gives an idle store's weight back to every allowance it was taken from.
+    fn give_back(&self, instances: usize, memory_bytes: usize) {
+        self.runtime.idle.give_back(instances, memory_bytes);
+        if let Some(handle) = &self.handle {
+            handle.give_back(0, memory_bytes);
+        }
     }
 
     /// An idle store, if there is one.
     pub(crate) fn take(&self) -> Option<Store<CallState>> {
         let store = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
         let (instances, memory_bytes) = weight(&store);
-        self.runtime.idle.give_back(instances, memory_bytes);
+        self.give_back(instances, memory_bytes);
         Some(store)
     }
 
@@ -84,11 +105,18 @@ impl StorePool {
     /// drops it otherwise.
     pub(crate) fn put(&self, store: Store<CallState>) {
         let (instances, memory_bytes) = weight(&store);
-        if store.data().reusable()
-            && memory_bytes <= self.runtime.host_limits.idle_store_memory_bytes
-            && self.runtime.idle.take(instances, memory_bytes)
-        {
+        if !store.data().reusable() || memory_bytes > self.store_memory_bytes {
+            return;
+        }
+        if let Some(handle) = &self.handle {
+            if !handle.take(0, memory_bytes) {
+                return;
+            }
+        }
+        if self.runtime.idle.take(instances, memory_bytes) {
             self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(store);
+        } else if let Some(handle) = &self.handle {
+            handle.give_back(0, memory_bytes);
         }
     }
 }
@@ -96,9 +124,9 @@ impl StorePool {
 impl Drop for StorePool {
     fn drop(&mut self) {
         let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
-        for store in idle.iter() {
-            let (instances, memory_bytes) = weight(store);
-            self.runtime.idle.give_back(instances, memory_bytes);
+        let weights: Vec<_> = idle.iter().map(weight).collect();
+        for (instances, memory_bytes) in weights {
+            self.give_back(instances, memory_bytes);
         }
     }
 }

@@ -97,6 +97,7 @@ impl CallState {
     pub(crate) fn new(
         slots: OwnedSemaphorePermit,
         runtime: &RuntimeInner,
+        host_limits: HostLimits,
         modules: Arc<[Arc<Module>]>,
         inner: Arc<dyn Provider>,
         registry: Arc<dyn Registry>,
@@ -130,7 +131,7 @@ impl CallState {
             held_requests: 0,
             trapped_layer: None,
             budget,
-            host_limits: runtime.host_limits.clone(),
+            host_limits,
             usage: CallUsage::default(),
         }
     }

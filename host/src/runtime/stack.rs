@@ -46,7 +46,7 @@ pub struct Stack {
 impl Stack {
     /// Stacks `modules` (outermost first) around `inner`.
     pub fn new(runtime: Runtime, modules: Vec<Arc<Module>>, inner: Arc<dyn Provider>) -> Self {
-        let pool = Arc::new(StorePool::new(runtime.inner.clone()));
+        let pool = Arc::new(StorePool::new(&runtime));
         let limits = runtime.call_limits.clone();
         let max = runtime.inner.max_instances();
         let share = limits.max_instances_per_stack.unwrap_or(max / 2).min(max).max(modules.len());
@@ -68,7 +68,7 @@ impl Stack {
     /// The registry that serves the modules' `arc:llm/registry` import (fallback targets).
     pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = registry;
-        self.pool = Arc::new(StorePool::new(self.runtime.inner.clone()));
+        self.pool = Arc::new(StorePool::new(&self.runtime));
         self
     }
 
@@ -84,7 +84,7 @@ impl Stack {
     /// per store). Tests pass a constant source to make the retry module's jitter exact.
     pub fn with_random(mut self, random: RandomSource) -> Self {
         self.random = random;
-        self.pool = Arc::new(StorePool::new(self.runtime.inner.clone()));
+        self.pool = Arc::new(StorePool::new(&self.runtime));
         self
     }
 
@@ -153,6 +153,7 @@ impl Stack {
         let state = CallState::new(
             slots,
             &self.runtime.inner,
+            self.limits.host_limits(&self.runtime.inner.host_limits),
             self.modules.clone(),
             self.inner.clone(),
             self.registry.clone(),
