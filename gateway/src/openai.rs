@@ -276,8 +276,10 @@ fn finish_reason(reason: StopReason) -> &'static str {
     match reason {
         StopReason::EndTurn | StopReason::StopSequence => "stop",
         StopReason::ToolUse => "tool_calls",
-        StopReason::MaxTokens => "length",
-        StopReason::ContentFilter => "content_filter",
+        StopReason::MaxTokens | StopReason::ContextWindowExceeded => "length",
+        StopReason::ContentFilter | StopReason::Refusal => "content_filter",
+        // A paused turn is incomplete, as a cut one is.
+        StopReason::PauseTurn => "length",
     }
 }
 
