@@ -389,7 +389,10 @@ async fn a_module_file_over_the_size_limit_is_refused_before_compiling() {
 
 #[tokio::test]
 async fn a_compile_over_the_time_limit_returns() {
-    let rt = runtime(CallLimits { compile_timeout: Duration::from_nanos(1), ..CallLimits::default() });
+    // No disk cache: the other tests here load the same file, and a compiled copy found on
+    // disk would load without compiling at all.
+    let limits = CallLimits { compile_timeout: Duration::from_nanos(1), ..CallLimits::default() };
+    let rt = Runtime::builder().call_limits(limits).disk_cache(None).build().expect("runtime");
     let config = json!({});
     let load = rt.load_module("slow", ModuleSource::Bytes, fixtures::HOSTILE.to_vec(), &config);
     let error = returns(load).await.unwrap_err();

@@ -8,8 +8,8 @@ mod cache;
 mod error;
 mod limits;
 mod read;
-mod tree;
 mod state;
+mod tree;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -208,7 +208,8 @@ impl Config {
         let reader = Reader { file: &label };
 
         let mut warnings = Vec::new();
-        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits", "cache", state::TABLE];
+        let mut top_level =
+            vec!["providers_dir", "defaults", "stack", "modules", "limits", "cache", state::TABLE];
         // Read and validated by the program they configure (`arcllm serve`), see `section`.
         top_level.extend(SERVER_SECTIONS);
         top_level.extend(ARCLLM_SECTIONS);
