@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 #[allow(dead_code)]
 mod engine_config;
 
-const BUILTINS: &[&str] = &["arcllm-passthrough", "arcllm-retry", "arcllm-fallback"];
+const BUILTINS: &[&str] =
+    &["arcllm-passthrough", "arcllm-retry", "arcllm-fallback", "arcllm-rate-limit", "arcllm-circuit-breaker"];
 
 fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

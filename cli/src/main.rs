@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod invoke;
 mod output;
+mod serve;
 mod show;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Serve the configured stacks over HTTP, in OpenAI's and Anthropic's API shapes.
+    Serve(serve::Args),
     /// Run real stacks against local servers that fail like real vendors (no API key needed).
     Demo,
 }
@@ -105,6 +108,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Cache { command: CacheCommand::Clear { config } } => cache::clear(config.as_deref()),
             Command::Demo => demo::run().await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {
@@ -145,6 +149,7 @@ fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .try_init();

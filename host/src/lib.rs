@@ -7,6 +7,7 @@
 //! - [`runtime`]: loads modules and stacks them into a [`runtime::Stack`];
 //! - [`adapters`]: the native HTTP adapters at the bottom of every stack;
 //! - [`providers`]: provider files and the catalog that creates adapters by name;
+//! - [`state`]: shared state for modules across calls and replicas (in-process or Redis);
 //! - [`target`]: how a provider is named (`name` or `name/model`), checked in one place;
 //! - [`builtin`]: the embedded retry, fallback and passthrough modules.
 
@@ -19,6 +20,7 @@ pub mod model;
 pub mod provider;
 pub mod providers;
 pub mod runtime;
+pub mod state;
 pub mod stream;
 pub mod target;
 pub mod types;

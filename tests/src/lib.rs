@@ -2,6 +2,7 @@
 //! uses every field of the data model, and helpers to load the built-in modules.
 
 pub mod http;
+pub mod redis;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -293,7 +293,7 @@ fn unknown_and_invalid_keys_are_named() {
 #[tokio::test]
 async fn enabling_a_module_that_does_not_exist_is_an_error_naming_it_and_what_exists() {
     let ws = Workspace::new(&[]);
-    for name in ["rate_limit", "telemetry", "audit", "security", "otel", "budget"] {
+    for name in ["telemetry", "audit", "security", "otel", "budget"] {
         let err = ws.config_error(&format!("[modules.{name}]\nenabled = true\n")).to_string();
         assert!(
             err.contains(&format!("modules.{name}"))
@@ -309,12 +309,12 @@ async fn enabling_a_module_that_does_not_exist_is_an_error_naming_it_and_what_ex
 async fn a_disabled_table_of_a_module_that_does_not_exist_is_a_visible_warning() {
     let server = ok_server().await;
     let ws = Workspace::new(&[("primary", &server.url)]);
-    let config = ws.config("[modules.telemetry]\nenabled = false\nlog_level = \"INFO\"\n[modules.rate_limit]\nrequests_per_minute = 60\n");
+    let config = ws.config("[modules.telemetry]\nenabled = false\nlog_level = \"INFO\"\n[modules.budget]\nmonthly_limit_usd = 500.0\n");
     assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
     assert!(config
         .warnings
         .iter()
-        .any(|w| w.contains("[modules.rate_limit] is ignored") && w.contains("config.toml")));
+        .any(|w| w.contains("[modules.budget] is ignored") && w.contains("config.toml")));
     let (logs, _guard) = logs::capture();
     let model = load_model("primary").config(config).build().await.unwrap();
     assert!(model.is_bare());
@@ -367,8 +367,10 @@ async fn an_arcllm_config_file_loads_and_its_defaults_become_request_options() {
     let ws = Workspace::new(&[("primary", &server.url)]);
     let config = ws.config(ARCLLM_CONFIG);
     assert_eq!((config.temperature, config.max_tokens), (Some(0.7), Some(4096)));
-    // routing, telemetry, audit, budget, rate_limit and the vault: each said, none silent.
-    assert_eq!(config.warnings.len(), 6, "{:#?}", config.warnings);
+    // routing, telemetry, audit, budget and the vault: each said, none silent. Its
+    // rate_limit table is the built-in module's, checked and switched off.
+    assert_eq!(config.warnings.len(), 5, "{:#?}", config.warnings);
+    assert_eq!(config.modules["rate_limit"].table["requests_per_minute"], 60);
     let model = load_model("primary").config(config.clone()).build().await.unwrap();
     model.invoke(messages(), vec![], Options::default()).await.unwrap();
     let sent = &server.requests()[0].json;

@@ -1,10 +1,17 @@
 //! The retry module's decisions (`guest-modules/retry/src/policy.rs`), compiled natively and
 //! unit-tested here; `retry.rs` tests the same rules through the compiled component.
 
+#[allow(dead_code)]
+#[path = "../../guest-modules/retry/src/budget.rs"]
+mod budget;
 #[path = "../../guest-modules/sdk/src/config.rs"]
 mod config;
 #[path = "../../guest-modules/retry/src/policy.rs"]
 mod policy;
+// The budget's state operations are tested in retry_budget_policy.rs.
+#[allow(dead_code)]
+#[path = "../../guest-modules/sdk/src/shared.rs"]
+mod shared;
 
 use policy::{Failure, Kind, Policy};
 
@@ -61,7 +68,8 @@ fn tables_are_validated_key_by_key() {
             backoff_base: 0.5,
             max_wait: 8.0,
             retryable: vec![503],
-            max_elapsed: Some(30.0)
+            max_elapsed: Some(30.0),
+            budget: None,
         }
     );
     assert!(p.is_retryable(&api(503)) && !p.is_retryable(&api(429)));

@@ -15,21 +15,29 @@
 //!   and a draw from `(0.75 * max_wait, max_wait]` once it is not;
 //! - `max_elapsed_seconds` bounds all attempts together: no wait starts that would end
 //!   past it;
-//! - when attempts run out, the last error is returned unchanged.
+//! - when attempts run out, the last error is returned unchanged;
+//! - with `budget_percent` set, retries to a provider are bounded across calls and
+//!   replicas by a retry budget in the host's shared state (`budget.rs`): beyond it the
+//!   failure is returned without retry, and the module logs why.
 
+mod budget;
 mod policy;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use arcllm_module_sdk::config;
+use arcllm_module_sdk::state::HostState;
+use arcllm_module_sdk::{config, shared};
 use arcllm_module_sdk::time::{now_ns, random_unit, sleep};
 use arcllm_module_sdk::{
     export, inner, log, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
 };
+use budget::Verdict;
 use policy::{Failure, Kind, Policy};
 
 static POLICY: OnceLock<Policy> = OnceLock::new();
+/// The inner provider's name, for the budget's keys.
+static PROVIDER: OnceLock<String> = OnceLock::new();
 
 fn policy() -> &'static Policy {
     POLICY.get_or_init(Policy::default)
@@ -58,6 +66,15 @@ impl Guest for Retry {
         let s = policy();
         let attempts = s.max_retries + 1;
         let started = now_ns();
+        // The budget counts requests per provider; without one, no shared state is touched.
+        let provider = s.budget.as_ref().map(|budget| {
+            // An instance serves one stack, whose inner provider never changes.
+            let provider = PROVIDER.get_or_init(inner::name);
+            if let Err(why) = budget.request(&mut HostState, provider) {
+                log(Level::Warn, &format!("retry budget: could not count this request: {}", why.0));
+            }
+            provider
+        });
         let mut attempt = 1;
         loop {
             let error = match inner::invoke(request) {
@@ -74,6 +91,15 @@ impl Guest for Retry {
             if attempt == attempts {
                 log(Level::Error, &format!("giving up after {attempts} attempts: {}", error.summary()));
                 return Err(error);
+            }
+            if let (Some(budget), Some(provider)) = (&s.budget, provider) {
+                if let Verdict::Denied { reason } = budget.allow_retry(&mut HostState, provider) {
+                    log(
+                        Level::Warn,
+                        &format!("not retrying after attempt {attempt} of {attempts}: {reason}: {}", error.summary()),
+                    );
+                    return Err(error);
+                }
             }
             let wait = s.wait_seconds(attempt - 1, &failure, random_unit);
             if let Some(limit) = s.max_elapsed {

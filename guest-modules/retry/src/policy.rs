@@ -3,12 +3,13 @@
 //! natively and unit-tests it (`tests/tests/retry_policy.rs`); the module (`lib.rs`) only
 //! converts its `Error` into a [`Failure`] and sleeps.
 
+use crate::budget::{self, Budget};
 use crate::config::Config;
 
 /// Statuses that a retry cannot fix: the request itself was rejected.
 pub const NEVER_RETRIED: [u16; 3] = [400, 401, 403];
 
-/// The keys of the module's table.
+/// The keys of the module's table (besides the budget's, [`budget::KEYS`]).
 pub const KEYS: [&str; 5] = [
     "max_retries",
     "backoff_base_seconds",
@@ -50,6 +51,8 @@ pub struct Policy {
     pub max_wait: f64,
     pub retryable: Vec<u16>,
     pub max_elapsed: Option<f64>,
+    /// The retry budget shared across calls (`budget_percent`, …); none by default.
+    pub budget: Option<Budget>,
 }
 
 impl Default for Policy {
@@ -60,6 +63,7 @@ impl Default for Policy {
             max_wait: 60.0,
             retryable: vec![429, 500, 502, 503, 529],
             max_elapsed: None,
+            budget: None,
         }
     }
 }
@@ -69,7 +73,8 @@ impl Policy {
     /// naming the key.
     pub fn from_json(text: &str) -> Result<Self, String> {
         let config = Config::parse(text)?;
-        config.deny_unknown(&KEYS)?;
+        let known: Vec<&str> = KEYS.iter().chain(budget::KEYS.iter()).copied().collect();
+        config.deny_unknown(&known)?;
         let defaults = Policy::default();
         let retryable = config
             .list(
@@ -89,6 +94,7 @@ impl Policy {
             max_wait: config.positive_f64("max_wait_seconds")?.unwrap_or(defaults.max_wait),
             retryable,
             max_elapsed: config.positive_f64("max_elapsed_seconds")?,
+            budget: Budget::from_config(&config)?,
         })
     }
 

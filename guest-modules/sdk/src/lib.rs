@@ -42,6 +42,10 @@ pub use exports::arc::llm::module::Guest as ModuleGuest;
 pub use exports::arc::llm::provider::Guest;
 
 pub mod config;
+/// The shared-state operations as a plain-Rust trait (what policies are written against).
+pub mod shared;
+/// The host's `arc:llm/state` import behind [`shared::SharedState`].
+pub mod state;
 pub mod target;
 pub mod time;
 

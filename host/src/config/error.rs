@@ -81,6 +81,16 @@ pub enum ConfigError {
         /// What is wrong with the value.
         message: String,
     },
+    /// The `[state]` backend could not be set up (no URL in its environment variable, a
+    /// URL the client refuses).
+    #[error("{}: {source}", file.display())]
+    State {
+        /// The config file.
+        file: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::state::StateError,
+    },
     /// A module named in `[modules.*]` could not be loaded or configured.
     #[error("{}: [modules.{module}]: {source}", file.display())]
     Module {

@@ -9,6 +9,7 @@ mod error;
 mod limits;
 mod read;
 mod tree;
+mod state;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,12 +28,16 @@ use crate::target::{ProviderName, Target};
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
 /// The modules built into arcllm (see [`crate::builtin`]).
-pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "passthrough"];
+pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "rate_limit", "circuit_breaker", "passthrough"];
 
 /// Sections of the ArcLLM Python library's config.toml that arcllm does not implement.
 /// A file written for ArcLLM loads: each such section is accepted with a warning while it
 /// is switched off, and is an error when it would switch something on.
 const ARCLLM_SECTIONS: &[&str] = &["vault"];
+
+/// Top-level tables this crate accepts but does not read: `arcllm serve`'s `[server]` and
+/// `[aliases]`, which the gateway reads with [`Config::section`] and validates key by key.
+pub const SERVER_SECTIONS: &[&str] = &["server", "aliases"];
 
 /// Keys a module table may have that are arcllm's, not the module's.
 const HOST_KEYS: &[&str] = &["enabled", "wasm", "reach", "share_state"];
@@ -87,6 +92,8 @@ pub struct Config {
     pub limits: CallLimits,
     /// `[cache]`: the compile cache on disk for third-party modules.
     pub cache: CacheConfig,
+    /// `[state]`: where modules' shared state lives (see [`crate::state`]).
+    pub state: crate::state::StateConfig,
     /// What the file has that arcllm accepts but does not act on (a disabled table for a
     /// module that does not exist, an ArcLLM section it does not implement), one sentence
     /// each naming the file and key. Logged at `warn` whenever a model is built from this
@@ -174,6 +181,12 @@ impl Config {
         }
     }
 
+    /// One of the [`SERVER_SECTIONS`] as the user's file (over the embedded default) has
+    /// it, for the program that reads and validates it.
+    pub fn section(&self, name: &str) -> Option<&toml::Value> {
+        SERVER_SECTIONS.contains(&name).then(|| self.effective.get(name)).flatten()
+    }
+
     /// Every effective value as `(dotted.key, value, origin)`, where origin is the user's
     /// file or `default`.
     pub fn provenance(&self) -> Vec<(String, String, String)> {
@@ -195,7 +208,9 @@ impl Config {
         let reader = Reader { file: &label };
 
         let mut warnings = Vec::new();
-        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits", "cache"];
+        let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits", "cache", state::TABLE];
+        // Read and validated by the program they configure (`arcllm serve`), see `section`.
+        top_level.extend(SERVER_SECTIONS);
         top_level.extend(ARCLLM_SECTIONS);
         reader.only_keys(&effective, "", &top_level)?;
         reader.no_non_finite(&effective, "")?;
@@ -235,6 +250,7 @@ impl Config {
 
         let limits = reader.limits(&reader.table(&effective, "limits")?)?;
         let cache = reader.cache(&reader.table(&effective, "cache")?, &base)?;
+        let state = state::parse(&label, effective.get(state::TABLE))?;
 
         let mut modules = BTreeMap::new();
         for (name, value) in reader.table(&effective, "modules")? {
@@ -286,6 +302,7 @@ impl Config {
             modules,
             limits,
             cache,
+            state,
             warnings,
             user,
             effective,

@@ -11,6 +11,7 @@ use super::{plan, BuildError, PlannedModule, Setting, Snapshot, Sources, StackEn
 use crate::config::{Config, ConfigError, ModuleCode};
 use crate::providers::{ProviderCatalog, DEFAULT_PROVIDERS_DIR};
 use crate::runtime::{LazyRegistry, LoadError, Module, ModuleSource, RandomSource, Runtime, Stack};
+use crate::state::StateStore;
 use crate::Provider;
 
 /// Where a model's configuration comes from.
@@ -43,6 +44,9 @@ pub(super) struct Recipe {
     pub(super) runtime: Option<Runtime>,
     /// The modules' random source (default: the OS).
     pub(super) random: Option<RandomSource>,
+    /// The modules' shared state (default: the process-wide store for config.toml's
+    /// `[state]`).
+    pub(super) state: Option<StateStore>,
 }
 
 impl Recipe {
@@ -124,7 +128,14 @@ impl Recipe {
             None => adapter,
             Some(runtime) => {
                 let registry = Arc::new(LazyRegistry::new(catalog.factory()));
-                let stack = Stack::new(runtime, modules.clone(), adapter).with_registry(registry);
+                let state = match &self.state {
+                    Some(state) => state.clone(),
+                    None => StateStore::shared(&config.state).map_err(|source| {
+                        BuildError::Config(ConfigError::State { file: file.clone(), source })
+                    })?,
+                };
+                let stack =
+                    Stack::new(runtime, modules.clone(), adapter).with_registry(registry).with_state(state);
                 Arc::new(match &self.random {
                     Some(random) => stack.with_random(random.clone()),
                     None => stack,

@@ -9,6 +9,7 @@ use super::{Model, Setting};
 use crate::config::{Config, ConfigError};
 use crate::providers::{ProviderCatalog, ProviderConfigError};
 use crate::runtime::{RandomSource, Runtime, RuntimeError};
+use crate::state::StateStore;
 use crate::types::Error;
 
 /// Starts building a model for `provider` (a name from the provider catalog).
@@ -53,6 +54,7 @@ pub struct ModelBuilder {
     catalog: Option<Arc<ProviderCatalog>>,
     runtime: Option<Runtime>,
     random: Option<RandomSource>,
+    state: Option<StateStore>,
 }
 
 impl ModelBuilder {
@@ -104,6 +106,14 @@ impl ModelBuilder {
         self
     }
 
+    /// The modules' shared state (default: the process-wide store for config.toml's
+    /// `[state]`, shared by every model built with the same table). Models given one store
+    /// share their rate limits, breakers and budgets, as replicas on one Redis do.
+    pub fn state(mut self, state: StateStore) -> Self {
+        self.state = Some(state);
+        self
+    }
+
     /// Resolves the configuration, creates the adapter, and loads and checks every
     /// enabled module. Built-in module tables are checked even when disabled, so a typo in
     /// config.toml is found now and not the day the module is switched on.
@@ -116,6 +126,7 @@ impl ModelBuilder {
             settings: self.settings,
             runtime: self.runtime,
             random: self.random,
+            state: self.state,
         };
         let snapshot = recipe.assemble(1).await?;
         // Pin what was resolved: a reload swaps modules, never the provider under them.

@@ -25,6 +25,8 @@ pub struct HostLimits {
     pub idle_store_memory_bytes: usize,
     /// Most bytes of linear memory all idle stores of a runtime may hold together.
     pub idle_memory_bytes: usize,
+    /// Most shared-state operations (`arc:llm/state`) the modules of one call may make.
+    pub state_ops_per_call: usize,
 }
 
 impl HostLimits {
@@ -36,6 +38,7 @@ impl HostLimits {
             log_lines_per_call: 256,
             idle_store_memory_bytes: 8 << 20,
             idle_memory_bytes: 256 << 20,
+            state_ops_per_call: 256,
         }
     }
 }
@@ -47,6 +50,19 @@ pub(crate) struct CallUsage {
     pub(crate) request_bytes: usize,
     /// Log lines emitted in this call.
     pub(crate) log_lines: usize,
+    /// Shared-state operations made in this call.
+    pub(crate) state_ops: usize,
+}
+
+impl CallUsage {
+    /// Counts one shared-state operation; errs once the call's allowance is spent.
+    pub(crate) fn count_state_op(&mut self, max: usize) -> Result<(), super::limits::LimitExceeded> {
+        if self.state_ops >= max {
+            return Err(super::limits::LimitExceeded::StateOps { max });
+        }
+        self.state_ops += 1;
+        Ok(())
+    }
 }
 
 /// The store's resource limiter: the memory cap, plus a count of the bytes of linear

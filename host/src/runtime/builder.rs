@@ -124,6 +124,12 @@ impl RuntimeBuilder {
         self.host_limits.log_lines_per_call = lines;
         self
     }
+    /// Most shared-state operations (`arc:llm/state`) the modules of one call may make
+    /// together (default 256); the module making one more is stopped with a `module` error.
+    pub fn max_state_ops_per_call(mut self, ops: usize) -> Self {
+        self.host_limits.state_ops_per_call = ops;
+        self
+    }
     /// Most bytes of linear memory a store may hold and still be kept idle for reuse
     /// (default 8 MiB): a store whose modules grew their memory beyond it is dropped after
     /// its call, returning the memory.

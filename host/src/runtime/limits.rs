@@ -111,6 +111,8 @@ impl Default for CallLimits {
 pub(crate) enum LimitExceeded {
     #[error("made more than {max} provider calls within one call (limits.max_calls_per_invoke)")]
     Calls { max: u32 },
+    #[error("made more than {max} shared-state operations within one call (RuntimeBuilder::max_state_ops_per_call)")]
+    StateOps { max: usize },
 }
 
 /// What one store's call has spent of its limits, and the module errors the host handed to

@@ -24,6 +24,7 @@ use super::module::Module;
 use super::registry::Registry;
 use super::wit::Middleware;
 use crate::provider::Provider;
+use crate::state::StateStore;
 use crate::types::{Error, ErrorKind, Request};
 
 /// Makes the random number generator a call's modules read from (WASI `random`).
@@ -64,6 +65,8 @@ pub(crate) struct CallState {
     /// What the innermost layer's `provider` import calls.
     pub(crate) inner: Arc<dyn Provider>,
     pub(crate) registry: Arc<dyn Registry>,
+    /// Shared state across calls and replicas (`arc:llm/state`).
+    pub(crate) state: StateStore,
     /// The layer whose code runs now: imports are attributed to it, CPU is charged to it.
     pub(crate) current: usize,
     /// Epoch ticks each layer has been seen running in this call.
@@ -90,6 +93,7 @@ impl WasiView for CallState {
 }
 
 impl CallState {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         slots: OwnedSemaphorePermit,
         runtime: &RuntimeInner,
@@ -97,6 +101,7 @@ impl CallState {
         modules: Arc<[Arc<Module>]>,
         inner: Arc<dyn Provider>,
         registry: Arc<dyn Registry>,
+        state: StateStore,
         random: &RandomSource,
         budget: CallBudget,
     ) -> Self {
@@ -119,6 +124,7 @@ impl CallState {
             instances: Vec::with_capacity(n),
             inner,
             registry,
+            state,
             current: 0,
             ticks: vec![0; n],
             budget_ticks: runtime.budget_ticks,
@@ -137,6 +143,7 @@ impl CallState {
         self.ticks.fill(0);
         self.budget.begin_call();
         self.usage.log_lines = 0;
+        self.usage.state_ops = 0;
     }
 
     /// Whether the store can serve another call: nothing trapped, and no request handle a

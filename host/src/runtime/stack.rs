@@ -16,6 +16,7 @@ use super::registry::{EmptyRegistry, Registry};
 use super::sandbox::{CallState, RandomSource};
 use super::wit::Middleware;
 use crate::provider::Provider;
+use crate::state::StateStore;
 use crate::types::{Error, Request, Response};
 
 /// Modules stacked around an inner provider: `modules[0]` wraps `modules[1]` … wraps
@@ -32,6 +33,7 @@ pub struct Stack {
     modules: Arc<[Arc<Module>]>,
     inner: Arc<dyn Provider>,
     registry: Arc<dyn Registry>,
+    state: StateStore,
     random: RandomSource,
     pool: Arc<StorePool>,
     // Sandbox bounds: time and call limits, and this stack's share of instance slots.
@@ -55,6 +57,7 @@ impl Stack {
             modules: modules.into(),
             inner,
             registry: Arc::new(EmptyRegistry),
+            state: StateStore::process_default(),
             random: RandomSource::os(),
             pool,
             limits,
@@ -66,6 +69,14 @@ impl Stack {
     pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
         self.registry = registry;
         self.pool = Arc::new(StorePool::new(&self.runtime));
+        self
+    }
+
+    /// The shared state the modules' `arc:llm/state` import serves (default: the
+    /// process-wide in-process store, [`StateStore::process_default`]).
+    pub fn with_state(mut self, state: StateStore) -> Self {
+        self.state = state;
+        self.pool = Arc::new(StorePool::new(self.runtime.inner.clone()));
         self
     }
 
@@ -146,6 +157,7 @@ impl Stack {
             self.modules.clone(),
             self.inner.clone(),
             self.registry.clone(),
+            self.state.clone(),
             &self.random,
             CallBudget::new(&self.limits, Some(share)),
         );

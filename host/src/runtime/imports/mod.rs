@@ -15,6 +15,7 @@ mod lazy_request;
 mod logging;
 mod provider;
 mod registry;
+mod state;
 mod types;
 mod wasi;
 
@@ -36,6 +37,7 @@ const IMPORTS: &[&[Import]] = &[
     provider::IMPORTS, // arc:llm/provider: the next layer inward
     registry::IMPORTS, // arc:llm/registry: other providers, by name
     logging::IMPORTS,  // arc:llm/logging: tracing events tagged with the module's name
+    state::IMPORTS,    // arc:llm/state (0.3 on): shared state, in the module's namespace
     wasi::IMPORTS,     // WASI clocks, random, I/O and CLI basics, over a context granting nothing
 ];
 
