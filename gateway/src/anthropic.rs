@@ -237,7 +237,9 @@ fn stop_reason(reason: StopReason) -> &'static str {
         StopReason::ToolUse => "tool_use",
         StopReason::MaxTokens => "max_tokens",
         StopReason::StopSequence => "stop_sequence",
-        StopReason::ContentFilter => "refusal",
+        StopReason::ContentFilter | StopReason::Refusal => "refusal",
+        StopReason::PauseTurn => "pause_turn",
+        StopReason::ContextWindowExceeded => "model_context_window_exceeded",
     }
 }
 

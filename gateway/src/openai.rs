@@ -271,13 +271,15 @@ fn tool(f: &Fields) -> Result<ToolDefinition, ApiError> {
     })
 }
 
-/// `finish_reason` for a stop reason.
+/// `finish_reason` for a stop reason. Chat Completions has fewer reasons than the contract:
+/// a paused turn reads as `stop`, a refusal as `content_filter` and a full context window
+/// as `length`, the nearest reason an OpenAI client already acts on.
 fn finish_reason(reason: StopReason) -> &'static str {
     match reason {
-        StopReason::EndTurn | StopReason::StopSequence => "stop",
+        StopReason::EndTurn | StopReason::StopSequence | StopReason::PauseTurn => "stop",
         StopReason::ToolUse => "tool_calls",
-        StopReason::MaxTokens => "length",
-        StopReason::ContentFilter => "content_filter",
+        StopReason::MaxTokens | StopReason::ContextWindowExceeded => "length",
+        StopReason::ContentFilter | StopReason::Refusal => "content_filter",
     }
 }
 

@@ -83,6 +83,7 @@ impl CallLimits {
                 .max_idle_store_memory_bytes
                 .unwrap_or(runtime.idle_store_memory_bytes),
             idle_memory_bytes: runtime.idle_memory_bytes,
+            state_ops_per_call: runtime.state_ops_per_call,
         }
     }
 }

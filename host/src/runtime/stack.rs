@@ -76,7 +76,7 @@ impl Stack {
     /// process-wide in-process store, [`StateStore::process_default`]).
     pub fn with_state(mut self, state: StateStore) -> Self {
         self.state = state;
-        self.pool = Arc::new(StorePool::new(self.runtime.inner.clone()));
+        self.pool = Arc::new(StorePool::new(&self.runtime));
         self
     }
 
