@@ -178,6 +178,13 @@ impl CallState {
         Ok(handle)
     }
 
+    /// How many more bytes of requests modules may make handles for in this call, and the
+    /// bound itself.
+    pub(crate) fn request_bytes_left(&self) -> (usize, usize) {
+        let limit = self.host_limits.request_bytes_per_call;
+        (limit.saturating_sub(self.usage.request_bytes), limit)
+    }
+
     /// The request behind `handle` (owned or borrowed).
     pub(crate) fn request(&self, handle: &Resource<HeldRequest>) -> wasmtime::Result<&Request> {
         Ok(&self.table.get(handle)?.0)

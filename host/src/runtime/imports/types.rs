@@ -4,6 +4,7 @@
 use wasmtime::component::{Linker, Resource, ResourceType};
 use wasmtime::StoreContextMut;
 
+use super::lazy_request::LazyRequest;
 use super::Import;
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::{for_each_version, Bindings};
@@ -30,10 +31,14 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
     instance.resource("request-handle", ResourceType::host::<HeldRequest>(), |mut store, rep| {
         store.data_mut().drop_request(Resource::new_own(rep))
     })?;
+    // Lifted lazily and copied out only as far as the call's bound allows: see
+    // `lazy_request`.
     instance.func_wrap(
         "[constructor]request-handle",
-        |mut store: StoreContextMut<'_, CallState>, (request,): (B::Request,)| {
-            Ok((store.data_mut().hold_module_request(request.into())?,))
+        |mut store: StoreContextMut<'_, CallState>, (request,): (LazyRequest,)| {
+            let (left, limit) = store.data().request_bytes_left();
+            let request = request.copy_out(&mut store, left, limit)?;
+            Ok((store.data_mut().hold_module_request(request)?,))
         },
     )?;
     instance.func_wrap(

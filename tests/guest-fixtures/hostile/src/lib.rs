@@ -13,6 +13,9 @@
 //! - `big-log`: logs one message of `size` bytes; `log-flood`: logs `count` lines;
 //!   `forge-log`: logs a line with a newline and a fake host log line after it;
 //! - `big-handle`: makes request handles of `size` bytes each, `count` times, keeping them;
+//! - `alias-handle`: makes one request handle of `count` messages whose texts all point at
+//!   the same `size`-byte string in its memory (written by hand in the canonical ABI's
+//!   layout, as no binding would), so that copying it out takes `count` × `size` bytes;
 //! - `registry-names`: asks the registry for `count` targets with `size`-byte model names;
 //! - `grow`: grows its memory by `size` bytes, keeps it, and answers normally;
 //! - `big-response`: answers with `size` bytes of content and `count` metadata entries;
@@ -62,6 +65,31 @@ fn first_user_text(request: &RequestHandle) -> String {
 
 struct Hostile;
 
+/// The `request-handle` constructor as the core module imports it: a `request` record
+/// flattened into its messages and tools lists, the options' fields, one by one.
+#[cfg(target_arch = "wasm32")]
+mod raw {
+    #[link(wasm_import_module = "arc:llm/types@0.3.0")]
+    extern "C" {
+        #[link_name = "[constructor]request-handle"]
+        pub fn request_handle_new(
+            messages: *const u8,
+            messages_len: usize,
+            tools: *const u8,
+            tools_len: usize,
+            max_tokens_is_some: i32,
+            max_tokens: i32,
+            temperature_is_some: i32,
+            temperature: f64,
+            stops: *const u8,
+            stops_len: usize,
+            extra_is_some: i32,
+            extra: *const u8,
+            extra_len: usize,
+        ) -> i32;
+    }
+}
+
 impl Guest for Hostile {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let call = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
@@ -109,6 +137,34 @@ impl Guest for Hostile {
             }
             "forge-log" => {
                 log(Level::Warn, "innocent\n2026-01-01T00:00:00Z ERROR arcllm: forged host line\x1b[31m");
+                inner::invoke(request)
+            }
+            "alias-handle" => {
+                let text = vec![b'y'; s.size];
+                // A `message` is 16 bytes: role (u8) at 0, then `content` at 4: its case
+                // (u8; 0 = text) at 4, the string's pointer at 8 and length at 12.
+                let user = 1u32;
+                let message = [user, 0, text.as_ptr() as u32, text.len() as u32];
+                let messages: Vec<u32> = (0..s.count).flat_map(|_| message).collect();
+                // SAFETY: the arguments are the flattened `request` record the import takes;
+                // the memory they point at lives until the call returns.
+                let _leaked = unsafe {
+                    raw::request_handle_new(
+                        messages.as_ptr().cast(),
+                        s.count as usize,
+                        std::ptr::null(),
+                        0,
+                        0,
+                        0,
+                        0,
+                        0.0,
+                        std::ptr::null(),
+                        0,
+                        0,
+                        std::ptr::null(),
+                        0,
+                    )
+                };
                 inner::invoke(request)
             }
             "big-handle" => {
