@@ -4,6 +4,8 @@
 #[allow(dead_code)]
 #[path = "../../guest-modules/retry/src/budget.rs"]
 mod budget;
+#[path = "../../guest-modules/sdk/src/commit.rs"]
+mod commit;
 #[path = "../../guest-modules/sdk/src/config.rs"]
 mod config;
 #[path = "../../guest-modules/retry/src/policy.rs"]
@@ -59,7 +61,7 @@ fn the_vendor_verdict_overrides_the_status_rule_but_never_for_400_401_403() {
 fn tables_are_validated_key_by_key() {
     let p = policy(
         r#"{"max_retries": 5, "backoff_base_seconds": 0.5, "max_wait_seconds": 8,
-            "retryable_status_codes": [503], "max_elapsed_seconds": 30}"#,
+            "retryable_status_codes": [503], "max_elapsed_seconds": 30, "first_token_timeout_seconds": 2.5}"#,
     );
     assert_eq!(
         p,
@@ -70,6 +72,7 @@ fn tables_are_validated_key_by_key() {
             retryable: vec![503],
             max_elapsed: Some(30.0),
             budget: None,
+            first_token_timeout: Some(2.5),
         }
     );
     assert!(p.is_retryable(&api(503)) && !p.is_retryable(&api(429)));
@@ -81,6 +84,7 @@ fn tables_are_validated_key_by_key() {
         (r#"{"max_retries": 1.5}"#, "max_retries must be an integer >= 0"),
         (r#"{"backoff_base_seconds": 0}"#, "backoff_base_seconds must be a number > 0"),
         (r#"{"max_wait_seconds": "soon"}"#, "max_wait_seconds must be a number > 0"),
+        (r#"{"first_token_timeout_seconds": 0}"#, "first_token_timeout_seconds must be a number > 0"),
         (r#"{"retryable_status_codes": [503, 401]}"#, "must not contain 401"),
         (r#"{"retryable_status_codes": [99]}"#, "HTTP status codes (100-599)"),
         (r#"{"retryable_status_codes": 503}"#, "must be a list"),
@@ -147,4 +151,67 @@ fn the_deadline_covers_every_attempt_together() {
     assert!(!p.past_deadline(1.0, 4.0));
     assert!(p.past_deadline(1.0, 4.5));
     assert!(!Policy::default().past_deadline(1e9, 1e9));
+}
+
+#[test]
+fn the_first_event_timeout_is_the_tables_or_the_callers_whichever_is_shorter() {
+    let unset = policy("{}");
+    assert_eq!(unset.first_event_timeout_ms(None), None);
+    assert_eq!(unset.first_event_timeout_ms(Some(700)), Some(700));
+    let set = policy(r#"{"first_token_timeout_seconds": 1.5}"#);
+    assert_eq!(set.first_event_timeout_ms(None), Some(1500));
+    assert_eq!(set.first_event_timeout_ms(Some(700)), Some(700));
+    assert_eq!(set.first_event_timeout_ms(Some(9000)), Some(1500));
+}
+
+/// Events as the commit point sees them: content, a stop, or neither.
+#[derive(Debug, PartialEq)]
+enum Ev {
+    Start,
+    Text,
+    Stop,
+}
+
+impl commit::Event for Ev {
+    fn carries_content(&self) -> bool {
+        *self == Ev::Text
+    }
+    fn is_stop(&self) -> bool {
+        *self == Ev::Stop
+    }
+}
+
+fn pull(items: Vec<Result<Ev, &'static str>>) -> (Result<commit::Head<Ev>, &'static str>, usize) {
+    let mut items = items.into_iter();
+    let mut pulled = 0;
+    let head = commit::pull_to_commit(
+        || {
+            let item = items.next();
+            pulled += item.is_some() as usize;
+            item
+        },
+        || "cut short",
+    );
+    (head, pulled)
+}
+
+#[test]
+fn a_stream_is_pulled_up_to_its_first_content_and_no_further() {
+    let (head, pulled) = pull(vec![Ok(Ev::Start), Ok(Ev::Text), Ok(Ev::Text), Ok(Ev::Stop)]);
+    assert_eq!(head, Ok(commit::Head { events: vec![Ev::Start, Ev::Text], ended: false }));
+    assert_eq!(pulled, 2, "nothing after the commit point is pulled");
+    // A failure before it is the attempt's failure.
+    assert_eq!(pull(vec![Ok(Ev::Start), Err("503")]).0, Err("503"));
+    // Ending before any content without a stop: cut short.
+    assert_eq!(pull(vec![Ok(Ev::Start)]).0, Err("cut short"));
+    assert_eq!(pull(vec![]).0, Err("cut short"));
+    // A complete answer without content is an answer.
+    assert_eq!(
+        pull(vec![Ok(Ev::Start), Ok(Ev::Stop)]).0,
+        Ok(commit::Head { events: vec![Ev::Start, Ev::Stop], ended: true })
+    );
+    // Endless events without content are handed on after MAX_HEAD of them.
+    let (head, pulled) = pull((0..1000).map(|_| Ok(Ev::Start)).collect());
+    assert_eq!(pulled, commit::MAX_HEAD);
+    assert!(!head.unwrap().ended);
 }

@@ -86,6 +86,9 @@ impl Guest for RateLimit {
         }
         Ok(response)
     }
+    // A streaming call through this layer is made whole and replayed: the layer decides
+    // on whole calls (and counts their usage), so it does not stream yet.
+    arcllm_module_sdk::buffered_stream!();
     arcllm_module_sdk::delegate_to_inner!();
 }
 

@@ -19,6 +19,9 @@
 //! - with `budget_percent` set, retries to a provider are bounded across calls and
 //!   replicas by a retry budget in the host's shared state (`budget.rs`): beyond it the
 //!   failure is returned without retry, and the module logs why.
+//! - streaming: an attempt counts as failed until its first content event (the commit
+//!   point), and `first_token_timeout_seconds` bounds the wait for it; after it nothing is
+//!   retried.
 
 mod budget;
 mod policy;
@@ -30,7 +33,8 @@ use arcllm_module_sdk::state::HostState;
 use arcllm_module_sdk::{config, shared};
 use arcllm_module_sdk::time::{now_ns, random_unit, sleep};
 use arcllm_module_sdk::{
-    export, inner, log, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
+    export, hand_on, inner, log, pull_to_commit, Error, ErrorKind, EventStream, Guest, Level, ModuleGuest,
+    RequestHandle, Response,
 };
 use budget::Verdict;
 use policy::{Failure, Kind, Policy};
@@ -61,71 +65,86 @@ fn failure(error: &Error) -> Failure {
 
 struct Retry;
 
+/// Runs `call` until it succeeds, fails for good, or attempts run out, sleeping between
+/// attempts as the policy says. Returns the answer and the attempt that gave it.
+fn with_retries<T>(mut call: impl FnMut() -> Result<T, Error>) -> Result<(T, u32), Error> {
+    let s = policy();
+    let attempts = s.max_retries + 1;
+    let started = now_ns();
+    // The budget counts requests per provider; without one, no shared state is touched.
+    let provider = s.budget.as_ref().map(|budget| {
+        // An instance serves one stack, whose inner provider never changes.
+        let provider = PROVIDER.get_or_init(inner::name);
+        if let Err(why) = budget.request(&mut HostState, provider) {
+            log(Level::Warn, &format!("retry budget: could not count this request: {}", why.0));
+        }
+        provider
+    });
+    let mut attempt = 1;
+    loop {
+        let error = match call() {
+            Ok(answer) => return Ok((answer, attempt)),
+            Err(error) => error,
+        };
+        let failure = failure(&error);
+        if !s.is_retryable(&failure) {
+            return Err(error);
+        }
+        if attempt == attempts {
+            log(Level::Error, &format!("giving up after {attempts} attempts: {}", error.summary()));
+            return Err(error);
+        }
+        if let (Some(budget), Some(provider)) = (&s.budget, provider) {
+            if let Verdict::Denied { reason } = budget.allow_retry(&mut HostState, provider) {
+                log(
+                    Level::Warn,
+                    &format!("not retrying after attempt {attempt} of {attempts}: {reason}: {}", error.summary()),
+                );
+                return Err(error);
+            }
+        }
+        let wait = s.wait_seconds(attempt - 1, &failure, random_unit);
+        if let Some(limit) = s.max_elapsed {
+            let elapsed = (now_ns() - started) as f64 / 1e9;
+            if s.past_deadline(elapsed, wait) {
+                log(
+                    Level::Error,
+                    &format!(
+                        "giving up after {attempt} of {attempts} attempts: waiting {wait:.3}s would pass \
+                         max_elapsed_seconds ({limit}s, {elapsed:.3}s used): {}",
+                        error.summary()
+                    ),
+                );
+                return Err(error);
+            }
+        }
+        log(
+            Level::Warn,
+            &format!("attempt {attempt} of {attempts} failed ({}); retrying in {wait:.3}s", error.summary()),
+        );
+        sleep(Duration::from_secs_f64(wait));
+        attempt += 1;
+    }
+}
+
 impl Guest for Retry {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
-        let s = policy();
-        let attempts = s.max_retries + 1;
-        let started = now_ns();
-        // The budget counts requests per provider; without one, no shared state is touched.
-        let provider = s.budget.as_ref().map(|budget| {
-            // An instance serves one stack, whose inner provider never changes.
-            let provider = PROVIDER.get_or_init(inner::name);
-            if let Err(why) = budget.request(&mut HostState, provider) {
-                log(Level::Warn, &format!("retry budget: could not count this request: {}", why.0));
-            }
-            provider
-        });
-        let mut attempt = 1;
-        loop {
-            let error = match inner::invoke(request) {
-                Ok(mut response) => {
-                    response.add_metadata("arcllm.retry.attempts", attempt);
-                    return Ok(response);
-                }
-                Err(error) => error,
-            };
-            let failure = failure(&error);
-            if !s.is_retryable(&failure) {
-                return Err(error);
-            }
-            if attempt == attempts {
-                log(Level::Error, &format!("giving up after {attempts} attempts: {}", error.summary()));
-                return Err(error);
-            }
-            if let (Some(budget), Some(provider)) = (&s.budget, provider) {
-                if let Verdict::Denied { reason } = budget.allow_retry(&mut HostState, provider) {
-                    log(
-                        Level::Warn,
-                        &format!("not retrying after attempt {attempt} of {attempts}: {reason}: {}", error.summary()),
-                    );
-                    return Err(error);
-                }
-            }
-            let wait = s.wait_seconds(attempt - 1, &failure, random_unit);
-            if let Some(limit) = s.max_elapsed {
-                let elapsed = (now_ns() - started) as f64 / 1e9;
-                if s.past_deadline(elapsed, wait) {
-                    log(
-                        Level::Error,
-                        &format!(
-                            "giving up after {attempt} of {attempts} attempts: waiting {wait:.3}s would pass \
-                             max_elapsed_seconds ({limit}s, {elapsed:.3}s used): {}",
-                            error.summary()
-                        ),
-                    );
-                    return Err(error);
-                }
-            }
-            log(
-                Level::Warn,
-                &format!(
-                    "attempt {attempt} of {attempts} failed ({}); retrying in {wait:.3}s",
-                    error.summary()
-                ),
-            );
-            sleep(Duration::from_secs_f64(wait));
-            attempt += 1;
-        }
+        let (mut response, attempt) = with_retries(|| inner::invoke(request))?;
+        response.add_metadata("arcllm.retry.attempts", attempt);
+        Ok(response)
+    }
+
+    /// Each attempt is pulled up to its first content event (the commit point): a failure
+    /// before it, or no content within `first_token_timeout_seconds`, is retried like a
+    /// failed call. The committed attempt is handed on with the rest of its stream, so what
+    /// follows never enters this module, and a later failure is the stream's own end.
+    fn invoke_stream(request: &RequestHandle, first_event_timeout_ms: Option<u64>) -> Result<EventStream, Error> {
+        let timeout = policy().first_event_timeout_ms(first_event_timeout_ms);
+        let ((head, stream), attempt) = with_retries(|| {
+            let stream = inner::invoke_stream(request, timeout)?;
+            Ok((pull_to_commit(&stream, &inner::name())?, stream))
+        })?;
+        Ok(hand_on(head, stream, &[("arcllm.retry.attempts".into(), attempt.to_string())]))
     }
     arcllm_module_sdk::delegate_to_inner!();
 }

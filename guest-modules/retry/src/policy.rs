@@ -10,12 +10,13 @@ use crate::config::Config;
 pub const NEVER_RETRIED: [u16; 3] = [400, 401, 403];
 
 /// The keys of the module's table (besides the budget's, [`budget::KEYS`]).
-pub const KEYS: [&str; 5] = [
+pub const KEYS: [&str; 6] = [
     "max_retries",
     "backoff_base_seconds",
     "max_wait_seconds",
     "retryable_status_codes",
     "max_elapsed_seconds",
+    "first_token_timeout_seconds",
 ];
 
 /// What went wrong, as far as the retry decision needs to know.
@@ -53,6 +54,9 @@ pub struct Policy {
     pub max_elapsed: Option<f64>,
     /// The retry budget shared across calls (`budget_percent`, …); none by default.
     pub budget: Option<Budget>,
+    /// Streaming calls: seconds within which an attempt must deliver its first content
+    /// event, else it fails as a `timeout` (and is retried like one).
+    pub first_token_timeout: Option<f64>,
 }
 
 impl Default for Policy {
@@ -64,6 +68,7 @@ impl Default for Policy {
             retryable: vec![429, 500, 502, 503, 529],
             max_elapsed: None,
             budget: None,
+            first_token_timeout: None,
         }
     }
 }
@@ -95,6 +100,7 @@ impl Policy {
             retryable,
             max_elapsed: config.positive_f64("max_elapsed_seconds")?,
             budget: Budget::from_config(&config)?,
+            first_token_timeout: config.positive_f64("first_token_timeout_seconds")?,
         })
     }
 
@@ -133,6 +139,17 @@ impl Policy {
             wait
         } else {
             self.max_wait * (1.0 - 0.25 * unit())
+        }
+    }
+
+    /// The first-event timeout of one streaming attempt, in milliseconds: the table's
+    /// `first_token_timeout_seconds`, or the caller's when that is shorter.
+    pub fn first_event_timeout_ms(&self, caller_ms: Option<u64>) -> Option<u64> {
+        let own =
+            self.first_token_timeout.map(|seconds| (seconds * 1000.0).ceil().min(u64::MAX as f64) as u64);
+        match (own, caller_ms) {
+            (Some(own), Some(caller)) => Some(own.min(caller)),
+            (own, caller) => own.or(caller),
         }
     }
 

@@ -16,6 +16,12 @@
 //!         response.metadata.push(("example.tag".into(), "seen".into()));
 //!         Ok(response)
 //!     }
+//!     // A stream is a host resource: passing it on costs nothing per event. To annotate
+//!     // the answer, splice it with metadata the host adds to its `stop` event.
+//!     fn invoke_stream(request: &RequestHandle, timeout: Option<u64>) -> Result<EventStream, Error> {
+//!         let stream = inner::invoke_stream(request, timeout)?;
+//!         Ok(EventStream::splice(&[], Some(stream), &[("example.tag".into(), "seen".into())]))
+//!     }
 //!     // name, model-name and validate-config answer for the inner provider.
 //!     delegate_to_inner!();
 //! }
@@ -37,10 +43,12 @@ wit_bindgen::generate!({
 pub use arc::llm::logging::{self, Level};
 pub use arc::llm::provider as inner;
 pub use arc::llm::registry;
+pub use arc::llm::streaming::{EventStream, Stop, StreamEvent, ToolCallDelta, ToolCallStart};
 pub use arc::llm::types::*;
 pub use exports::arc::llm::module::Guest as ModuleGuest;
 pub use exports::arc::llm::provider::Guest;
 
+pub mod commit;
 pub mod config;
 /// The shared-state operations as a plain-Rust trait (what policies are written against).
 pub mod shared;
@@ -64,6 +72,92 @@ macro_rules! delegate_to_inner {
             $crate::inner::validate_config()
         }
     };
+}
+
+/// Inside `impl Guest for …`: answers `invoke-stream` with this module's own `invoke`,
+/// replayed as a stream. For modules that only act on whole answers: they then stream
+/// nothing as it arrives (the caller gets the answer once the module has it).
+#[macro_export]
+macro_rules! buffered_stream {
+    () => {
+        fn invoke_stream(
+            request: &$crate::RequestHandle,
+            _first_event_timeout_ms: Option<u64>,
+        ) -> Result<$crate::EventStream, $crate::Error> {
+            Ok($crate::replay(<Self as $crate::Guest>::invoke(request)?))
+        }
+    };
+}
+
+impl commit::Event for StreamEvent {
+    fn carries_content(&self) -> bool {
+        StreamEvent::carries_content(self)
+    }
+    fn is_stop(&self) -> bool {
+        matches!(self, StreamEvent::Stop(_))
+    }
+}
+
+impl StreamEvent {
+    /// Whether the event carries content: text, thinking, or a tool call's start or
+    /// arguments. The first such event delivered is the commit point.
+    pub fn carries_content(&self) -> bool {
+        matches!(
+            self,
+            StreamEvent::TextDelta(_)
+                | StreamEvent::ThinkingDelta(_)
+                | StreamEvent::ToolCallStart(_)
+                | StreamEvent::ToolCallDelta(_)
+        )
+    }
+}
+
+/// Pulls `stream` up to its commit point (see [`commit::pull_to_commit`]); a stream cut
+/// short before any content is a `connection` error from `provider`.
+pub fn pull_to_commit(stream: &EventStream, provider: &str) -> Result<commit::Head<StreamEvent>, Error> {
+    commit::pull_to_commit(
+        || stream.next(),
+        || Error {
+            kind: ErrorKind::Connection,
+            status: None,
+            retry_after_ms: None,
+            should_retry: None,
+            provider: provider.to_string(),
+            message: "the stream ended before any content".into(),
+            body: None,
+        },
+    )
+}
+
+/// Hands on what [`pull_to_commit`] pulled and the rest of `stream` as one stream, with
+/// `metadata` added to its `stop` event. The events that follow never enter this module.
+pub fn hand_on(head: commit::Head<StreamEvent>, stream: EventStream, metadata: &[(String, String)]) -> EventStream {
+    let rest = if head.ended { None } else { Some(stream) };
+    EventStream::splice(&head.events, rest, metadata)
+}
+
+/// The events of a complete response, in stream order.
+pub fn response_events(response: Response) -> Vec<StreamEvent> {
+    let Response { content, tool_calls, usage, model, stop_reason, thinking, metadata } = response;
+    let mut events = vec![StreamEvent::MessageStart(model)];
+    if let Some(thinking) = thinking {
+        events.push(StreamEvent::ThinkingDelta(thinking));
+    }
+    if let Some(content) = content {
+        events.push(StreamEvent::TextDelta(content));
+    }
+    for (index, call) in (0u32..).zip(tool_calls) {
+        events.push(StreamEvent::ToolCallStart(ToolCallStart { index, id: call.id, name: call.name }));
+        events.push(StreamEvent::ToolCallDelta(ToolCallDelta { index, arguments: call.arguments }));
+    }
+    events.push(StreamEvent::Usage(usage));
+    events.push(StreamEvent::Stop(Stop { reason: stop_reason, metadata }));
+    events
+}
+
+/// A complete response as a stream (its events, held by the host).
+pub fn replay(response: Response) -> EventStream {
+    EventStream::splice(&response_events(response), None, &[])
 }
 
 /// Logs through the host's logger; the host tags the line with this module's name.

@@ -75,9 +75,9 @@ impl Model {
     }
 
     /// Sends `messages` through the stack and returns the answer as a stream of events
-    /// (see [`crate::stream`]): text as the vendor sends it when no module is enabled; with
-    /// modules, the answer once the stack has it, replayed as events (modules speak
-    /// contract 0.2, which has no streams).
+    /// (see [`crate::stream`]), as the vendor sends it: retry and fallback act before the
+    /// first content event, and the events after it reach the caller without entering any
+    /// module. A module built for contract 0.2 answers whole (see the README's Streaming).
     pub async fn invoke_stream(
         &self,
         messages: Vec<Message>,

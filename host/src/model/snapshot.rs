@@ -118,9 +118,8 @@ impl Provider for Snapshot {
         self.defaults.apply(&mut request.options);
         self.provider.invoke(request).await
     }
-    /// Streams from the bare adapter as the vendor sends; through modules, which speak
-    /// contract 0.2 (no streams), the call is made whole and its answer replayed as events,
-    /// so retry and fallback act on it exactly as on a non-streaming call.
+    /// Streams through the stack (see [`Stack`](crate::runtime::Stack)'s `invoke_stream`),
+    /// or straight from the bare adapter.
     async fn invoke_stream(&self, mut request: Request) -> Result<EventStream, Error> {
         self.defaults.apply(&mut request.options);
         self.provider.invoke_stream(request).await

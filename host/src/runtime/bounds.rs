@@ -17,6 +17,12 @@ use crate::types::{Content, ContentBlock, Message, Request, ToolDefinition};
 pub struct HostLimits {
     /// Most bytes of requests that handles made by modules may hold at once in one call.
     pub request_bytes_per_call: usize,
+    /// Most events (each splice counts one more) that modules may hand the host in stream
+    /// splices during one call.
+    pub stream_events_per_call: usize,
+    /// Most bytes of events and metadata that modules may hand the host in stream splices
+    /// during one call.
+    pub stream_bytes_per_call: usize,
     /// Most bytes of one log line; longer lines are cut and marked.
     pub log_line_bytes: usize,
     /// Most lines the modules of one call may log; one warning replaces the rest.
@@ -34,6 +40,8 @@ impl HostLimits {
     pub fn for_memory_limit(memory_bytes: usize) -> Self {
         HostLimits {
             request_bytes_per_call: memory_bytes.saturating_mul(4),
+            stream_events_per_call: 1 << 16,
+            stream_bytes_per_call: memory_bytes.saturating_mul(4),
             log_line_bytes: 4 << 10,
             log_lines_per_call: 256,
             idle_store_memory_bytes: 8 << 20,
@@ -52,6 +60,10 @@ pub(crate) struct CallUsage {
     pub(crate) log_lines: usize,
     /// Shared-state operations made in this call.
     pub(crate) state_ops: usize,
+    /// Events (and splices) modules handed the host in stream splices.
+    pub(crate) stream_events: usize,
+    /// Bytes of events and metadata modules handed the host in stream splices.
+    pub(crate) stream_bytes: usize,
 }
 
 impl CallUsage {
@@ -135,6 +147,33 @@ impl ResourceLimiter for MeteredLimits {
 )]
 pub(crate) struct RequestBytesExceeded {
     pub(crate) limit: usize,
+}
+
+/// A module handed the host more stream events (or bytes of them) than one call allows.
+#[derive(Debug, thiserror::Error)]
+#[error("handed the host more than {events} stream events or {bytes} bytes of them in splices during one call (HostLimits::stream_events_per_call, stream_bytes_per_call)")]
+pub(crate) struct StreamBoundExceeded {
+    pub(crate) events: usize,
+    pub(crate) bytes: usize,
+}
+
+/// About how many bytes `event` holds: its text, plus a fixed size.
+pub(crate) fn event_bytes(event: &crate::stream::StreamEvent) -> usize {
+    use crate::stream::StreamEvent;
+    size_of::<StreamEvent>()
+        + match event {
+            StreamEvent::MessageStart { model } => model.len(),
+            StreamEvent::TextDelta(text) | StreamEvent::ThinkingDelta(text) => text.len(),
+            StreamEvent::ToolCallStart { id, name, .. } => id.len() + name.len(),
+            StreamEvent::ToolCallDelta { arguments, .. } => arguments.len(),
+            StreamEvent::Usage(_) => 0,
+            StreamEvent::Stop { metadata, .. } => metadata_bytes(metadata),
+        }
+}
+
+/// Bytes of metadata entries, keys and values, with a fixed size per entry.
+pub(crate) fn metadata_bytes(metadata: &[(String, String)]) -> usize {
+    metadata.iter().map(|(k, v)| size_of::<(String, String)>() + k.len() + v.len()).sum()
 }
 
 /// About how many bytes `request` holds: its text, plus a fixed size per list element (so

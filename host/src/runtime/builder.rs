@@ -113,6 +113,16 @@ impl RuntimeBuilder {
         self.max_request_bytes_per_call = Some(bytes);
         self
     }
+    /// Most stream events (each splice counts one more) and bytes of them that the modules
+    /// of one call may hand the host in `event-stream.splice` (default 65,536 events and 4×
+    /// the memory limit). Beyond either the module splicing traps, and the call fails with
+    /// a `module` error naming it.
+    pub fn max_stream_splices_per_call(mut self, events: usize, bytes: usize) -> Self {
+        self.host_limits.stream_events_per_call = events;
+        self.host_limits.stream_bytes_per_call = bytes;
+        self
+    }
+
     /// Most bytes of one line a module logs (default 4 KiB); a longer line is cut and marked.
     pub fn max_log_line_bytes(mut self, bytes: usize) -> Self {
         self.host_limits.log_line_bytes = bytes;

@@ -84,6 +84,8 @@ impl CallLimits {
                 .unwrap_or(runtime.idle_store_memory_bytes),
             idle_memory_bytes: runtime.idle_memory_bytes,
             state_ops_per_call: runtime.state_ops_per_call,
+            stream_events_per_call: runtime.stream_events_per_call,
+            stream_bytes_per_call: runtime.stream_bytes_per_call,
         }
     }
 }

@@ -14,6 +14,7 @@ mod pool;
 pub mod registry;
 mod sandbox;
 mod stack;
+mod streams;
 pub mod wit;
 
 pub use bounds::HostLimits;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::provider::Provider;
+use crate::stream::EventStream;
 use crate::target::Target;
 use crate::types::{Error, Request, Response};
 
@@ -16,6 +17,12 @@ use crate::types::{Error, Request, Response};
 pub trait Registry: Send + Sync + 'static {
     /// Sends `request` to the provider `target` names (`name` or `name/model`).
     async fn invoke(&self, target: &str, request: Request) -> Result<Response, Error>;
+
+    /// Sends `request` to `target` and streams the answer (see [`Provider::invoke_stream`]).
+    /// By default the answer is buffered: `invoke`, replayed as events.
+    async fn invoke_stream(&self, target: &str, request: Request) -> Result<EventStream, Error> {
+        Ok(crate::stream::from_response(self.invoke(target, request).await?))
+    }
 }
 
 /// Makes the provider for a target's name and optional model (both already checked by
@@ -99,6 +106,10 @@ impl Registry for LazyRegistry {
     async fn invoke(&self, target: &str, request: Request) -> Result<Response, Error> {
         let provider = self.get(target)?;
         provider.invoke(request).await
+    }
+    async fn invoke_stream(&self, target: &str, request: Request) -> Result<EventStream, Error> {
+        let provider = self.get(target)?;
+        provider.invoke_stream(request).await
     }
 }
 

@@ -16,9 +16,9 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bounds::{self, CallUsage, HostLimits, MeteredLimits, RequestBytesExceeded};
+use super::bounds::{self, CallUsage, HostLimits, MeteredLimits, RequestBytesExceeded, StreamBoundExceeded};
 use super::engine::RuntimeInner;
-use super::imports::{self, HeldRequest};
+use super::imports::{self, HeldRequest, HeldStream};
 use super::limits::{CallBudget, LimitExceeded};
 use super::module::Module;
 use super::registry::Registry;
@@ -74,6 +74,11 @@ pub(crate) struct CallState {
     budget_ticks: u64,
     /// `request-handle`s in the resource table: the call's own, and any a module made.
     held_requests: usize,
+    /// `event-stream`s in the resource table: each may hold a connection to a vendor.
+    held_streams: usize,
+    /// While a layer's `invoke-stream` asked for a first event within a time: when that
+    /// time is up. Every wait beneath it (on the vendor, on a stream) ends there.
+    pub(crate) first_event_deadline: Option<tokio::time::Instant>,
     /// The layer that trapped, once one has: the trap unwinds the whole call, and no
     /// instance of this store is entered again.
     trapped_layer: Option<usize>,
@@ -129,6 +134,8 @@ impl CallState {
             ticks: vec![0; n],
             budget_ticks: runtime.budget_ticks,
             held_requests: 0,
+            held_streams: 0,
+            first_event_deadline: None,
             trapped_layer: None,
             budget,
             host_limits,
@@ -144,12 +151,59 @@ impl CallState {
         self.budget.begin_call();
         self.usage.log_lines = 0;
         self.usage.state_ops = 0;
+        self.usage.stream_bytes = 0;
+        self.usage.stream_events = 0;
+        self.first_event_deadline = None;
     }
 
     /// Whether the store can serve another call: nothing trapped, and no request handle a
     /// module made outlived the call (a leak would otherwise grow with every call).
     pub(crate) fn reusable(&self) -> bool {
-        self.trapped_layer.is_none() && self.held_requests == 0
+        self.trapped_layer.is_none() && self.held_requests == 0 && self.held_streams == 0
+    }
+
+    /// Puts a stream in the resource table, for a module to pull from or pass on.
+    pub(crate) fn hold_stream(
+        &mut self,
+        stream: crate::stream::EventStream,
+    ) -> wasmtime::Result<Resource<HeldStream>> {
+        let handle = self.table.push(HeldStream(stream))?;
+        self.held_streams += 1;
+        Ok(handle)
+    }
+
+    /// The stream behind `handle`, to pull from.
+    pub(crate) fn stream(&mut self, handle: &Resource<HeldStream>) -> wasmtime::Result<&mut HeldStream> {
+        Ok(self.table.get_mut(handle)?)
+    }
+
+    /// Takes an owned handle's stream out of the table (it is dropped, or spliced into
+    /// another).
+    pub(crate) fn take_stream(
+        &mut self,
+        handle: Resource<HeldStream>,
+    ) -> wasmtime::Result<crate::stream::EventStream> {
+        let held = self.table.delete(handle)?;
+        self.held_streams -= 1;
+        Ok(held.0)
+    }
+
+    /// Charges `events` events of `bytes` bytes that a module hands the host (a splice) to
+    /// the call: beyond `HostLimits::stream_events_per_call` or `stream_bytes_per_call` the
+    /// module traps.
+    pub(crate) fn charge_stream(&mut self, events: usize, bytes: usize) -> wasmtime::Result<()> {
+        let limits = &self.host_limits;
+        let total_events = self.usage.stream_events.saturating_add(events);
+        let total_bytes = self.usage.stream_bytes.saturating_add(bytes);
+        if total_events > limits.stream_events_per_call || total_bytes > limits.stream_bytes_per_call {
+            return Err(wasmtime::Error::new(StreamBoundExceeded {
+                events: limits.stream_events_per_call,
+                bytes: limits.stream_bytes_per_call,
+            }));
+        }
+        self.usage.stream_events = total_events;
+        self.usage.stream_bytes = total_bytes;
+        Ok(())
     }
 
     /// Puts the caller's `request` in the resource table; the handle can be lent to any
@@ -265,6 +319,8 @@ pub(crate) fn module_error(module: &str, error: wasmtime::Error) -> Error {
     } else if let Some(limit) = error.downcast_ref::<LimitExceeded>() {
         limit.to_string()
     } else if let Some(exceeded) = error.downcast_ref::<RequestBytesExceeded>() {
+        exceeded.to_string()
+    } else if let Some(exceeded) = error.downcast_ref::<StreamBoundExceeded>() {
         exceeded.to_string()
     } else if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
         match trap {

@@ -14,9 +14,11 @@ use super::module::Module;
 use super::pool::StorePool;
 use super::registry::{EmptyRegistry, Registry};
 use super::sandbox::{CallState, RandomSource};
+use super::streams;
 use super::wit::Middleware;
 use crate::provider::Provider;
 use crate::state::StateStore;
+use crate::stream::EventStream;
 use crate::types::{Error, Request, Response};
 
 /// Modules stacked around an inner provider: `modules[0]` wraps `modules[1]` … wraps
@@ -281,6 +283,40 @@ impl Provider for Stack {
             self.checkin(store);
         }
         result
+    }
+
+    /// Streams through every layer: each 0.3 layer's `invoke-stream` (a 0.2 layer answers
+    /// whole, replayed as events). The layers run until the outermost returns its stream,
+    /// which is once retry and fallback have seen the answer's first content (the commit
+    /// point); the events after it flow from the adapter to the caller without entering
+    /// wasm, and the store is released then. The call deadline bounds the whole stream.
+    async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
+        if self.modules.is_empty() {
+            return self.inner.invoke_stream(request).await;
+        }
+        let deadline = Instant::now() + self.limits.call_timeout;
+        let (mut store, outer) = self.checkout_by(deadline).await?;
+        let held = store.data_mut().hold_request(request).map_err(|e| store.data_mut().trapped(0, e))?;
+        let lent = Resource::new_borrow(held.rep());
+        let Ok(result) =
+            tokio::time::timeout_at(deadline, outer.call_invoke_stream(&mut store, lent, None)).await
+        else {
+            return Err(self.timed_out(store));
+        };
+        let result = match result {
+            Ok(answer) => store.data_mut().budget.check_returned(&self.modules[0].name, answer),
+            Err(trap) => Err(store.data_mut().trapped(0, trap)),
+        };
+        let stream = match result {
+            Ok(handle) => store.data_mut().take_stream(handle).map_err(|e| store.data_mut().trapped(0, e)),
+            Err(error) => Err(error),
+        };
+        if store.data_mut().drop_request(held).is_ok() {
+            self.checkin(store);
+        }
+        let timeout =
+            limits::timeout_error(&self.modules[0].name, "did not finish the call", self.limits.call_timeout);
+        Ok(streams::ends_by(stream?, deadline, timeout))
     }
 
     fn name(&self) -> &str {

@@ -16,9 +16,11 @@ mod logging;
 mod provider;
 mod registry;
 mod state;
+mod streaming;
 mod types;
 mod wasi;
 
+pub use streaming::HeldStream;
 pub use types::HeldRequest;
 pub(crate) use wasi::context as wasi_context;
 
@@ -33,12 +35,13 @@ pub(crate) struct Import {
 
 /// What a module may import, one host interface per line.
 const IMPORTS: &[&[Import]] = &[
-    types::IMPORTS,    // arc:llm/types: the request-handle resource
-    provider::IMPORTS, // arc:llm/provider: the next layer inward
-    registry::IMPORTS, // arc:llm/registry: other providers, by name
-    logging::IMPORTS,  // arc:llm/logging: tracing events tagged with the module's name
-    state::IMPORTS,    // arc:llm/state (0.3 on): shared state, in the module's namespace
-    wasi::IMPORTS,     // WASI clocks, random, I/O and CLI basics, over a context granting nothing
+    types::IMPORTS,     // arc:llm/types: the request-handle resource
+    streaming::IMPORTS, // arc:llm/streaming (0.3 on): the event-stream resource
+    provider::IMPORTS,  // arc:llm/provider: the next layer inward
+    registry::IMPORTS,  // arc:llm/registry: other providers, by name
+    logging::IMPORTS,   // arc:llm/logging: tracing events tagged with the module's name
+    state::IMPORTS,     // arc:llm/state (0.3 on): shared state, in the module's namespace
+    wasi::IMPORTS,      // WASI clocks, random, I/O and CLI basics, over a context granting nothing
 ];
 
 /// The linker every module is instantiated with: exactly the interfaces of [`IMPORTS`].

@@ -6,10 +6,14 @@
 //! layer is calling is `CallState::current`: calls within one store strictly nest, so
 //! [`forward`] sets it to the callee for the duration of the call.
 
-use wasmtime::component::{Linker, Resource};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::component::{Linker, LinkerInstance, Resource};
 use wasmtime::StoreContextMut;
 
-use super::{HeldRequest, Import};
+use super::streaming::{bound_until_content, earliest, within_first_event_deadline};
+use super::{HeldRequest, HeldStream, Import};
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::{for_each_version, Bindings, Middleware};
 
@@ -46,7 +50,11 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
                         // The native provider takes the request by value: the one copy.
                         let request = store.data().request(&request)?.clone();
                         let inner = store.data().inner.clone();
-                        let answer = inner.invoke(request).await;
+                        // Within a streaming call's first-event window (under a 0.2 layer,
+                        // which answers whole), the buffered call ends with the window.
+                        let deadline = store.data().first_event_deadline;
+                        let answer =
+                            within_first_event_deadline(deadline, inner.name(), inner.invoke(request)).await;
                         resumed_after_wait(store);
                         if let Err(error) = &answer {
                             store.data_mut().budget.issue(error);
@@ -59,6 +67,9 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
             })
         },
     )?;
+    if B::STREAMING {
+        add_invoke_stream(&mut instance)?;
+    }
     instance.func_wrap_async("name", |mut store: StoreContextMut<'_, CallState>, (): ()| {
         Box::new(async move {
             let name = forward(
@@ -107,6 +118,64 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
             Ok((result.map_err(B::Error::from),))
         })
     })?;
+    Ok(())
+}
+
+/// `invoke-stream`: the next layer's, or the native provider's stream. A first-event timeout
+/// holds for everything beneath while the call runs (`CallState::first_event_deadline`),
+/// and for the stream it returns until that stream's first content event.
+fn add_invoke_stream(instance: &mut LinkerInstance<'_, CallState>) -> wasmtime::Result<()> {
+    instance.func_wrap_async(
+        "invoke-stream",
+        |mut store: StoreContextMut<'_, CallState>,
+         (request, timeout_ms): (Resource<HeldRequest>, Option<u64>)| {
+            Box::new(async move {
+                if let Err(limit) = store.data_mut().budget.count_call() {
+                    return Err(store.data_mut().exceeded(limit));
+                }
+                let enclosing = store.data().first_event_deadline;
+                let deadline =
+                    earliest(enclosing, timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)));
+                store.data_mut().first_event_deadline = deadline;
+                let result = forward(
+                    &mut store,
+                    request,
+                    async |next, store, request| {
+                        let remaining = deadline.map(|d| {
+                            u64::try_from(d.saturating_duration_since(Instant::now()).as_millis())
+                                .unwrap_or(u64::MAX)
+                        });
+                        let answer = next.call_invoke_stream(&mut *store, request, remaining).await?;
+                        let layer = store.data().modules[store.data().current].clone();
+                        Ok(store.data_mut().budget.check_returned(&layer.name, answer))
+                    },
+                    async |store, request| {
+                        let request = store.data().request(&request)?.clone();
+                        let inner = store.data().inner.clone();
+                        let answer =
+                            within_first_event_deadline(deadline, inner.name(), inner.invoke_stream(request))
+                                .await;
+                        resumed_after_wait(store);
+                        match answer {
+                            Ok(stream) => Ok(Ok(store.data_mut().hold_stream(stream)?)),
+                            Err(error) => {
+                                store.data_mut().budget.issue(&error);
+                                Ok(Err(error))
+                            }
+                        }
+                    },
+                )
+                .await;
+                store.data_mut().first_event_deadline = enclosing;
+                let result: Result<Resource<HeldStream>, _> = result?;
+                if let (Ok(handle), Some(deadline)) = (&result, deadline) {
+                    let provider = store.data().inner.name().to_string();
+                    bound_until_content(store.data_mut(), handle, deadline, &provider)?;
+                }
+                Ok((result,))
+            })
+        },
+    )?;
     Ok(())
 }
 

@@ -1,10 +1,16 @@
 //! `arc:llm/registry`: providers other than the inner one, which the host creates on
 //! first use (what fallback walks).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
 
+use super::streaming::{bound_until_content, earliest, within_first_event_deadline};
 use super::{HeldRequest, Import};
+use crate::runtime::registry::Registry;
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::{for_each_version, Bindings};
 use crate::target::Target;
@@ -21,29 +27,71 @@ pub(super) const IMPORTS: &[Import] = &[Import {
 ///
 /// [`Module::reach`]: crate::runtime::Module::reach
 fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    linker.instance(&B::interface("registry"))?.func_wrap_async(
+    let mut instance = linker.instance(&B::interface("registry"))?;
+    instance.func_wrap_async(
         "invoke",
         |mut store: StoreContextMut<'_, CallState>, (target, request): (String, Resource<HeldRequest>)| {
             Box::new(async move {
-                let answer = invoke(&mut store, target, request).await?;
+                let deadline = store.data().first_event_deadline;
+                let answer = match prepare(&mut store, &target, request)? {
+                    Ok((registry, request)) => {
+                        let answer =
+                            within_first_event_deadline(deadline, &target, registry.invoke(&target, request))
+                                .await;
+                        finish(&mut store, answer)
+                    }
+                    Err(error) => Err(error),
+                };
                 Ok((answer.map(B::Response::from).map_err(B::Error::from),))
             })
         },
     )?;
+    if B::STREAMING {
+        instance.func_wrap_async(
+            "invoke-stream",
+            |mut store: StoreContextMut<'_, CallState>,
+             (target, request, timeout_ms): (String, Resource<HeldRequest>, Option<u64>)| {
+                Box::new(async move {
+                    let deadline = earliest(
+                        store.data().first_event_deadline,
+                        timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms)),
+                    );
+                    let answer = match prepare(&mut store, &target, request)? {
+                        Ok((registry, request)) => {
+                            let call = registry.invoke_stream(&target, request);
+                            let answer = within_first_event_deadline(deadline, &target, call).await;
+                            finish(&mut store, answer)
+                        }
+                        Err(error) => Err(error),
+                    };
+                    let answer = match answer {
+                        Ok(stream) => Ok(store.data_mut().hold_stream(stream)?),
+                        Err(error) => Err(error),
+                    };
+                    if let (Ok(handle), Some(deadline)) = (&answer, deadline) {
+                        bound_until_content(store.data_mut(), handle, deadline, &target)?;
+                    }
+                    Ok((answer,))
+                })
+            },
+        )?;
+    }
     Ok(())
 }
 
-/// Serves one registry call for the calling layer.
-async fn invoke(
+/// Readies one registry call for the calling layer: counts it against the call allowance,
+/// checks the module's reach, and copies the request for the registry (`Err`: the answer
+/// the module gets instead).
+fn prepare(
     store: &mut StoreContextMut<'_, CallState>,
-    target: String,
+    target: &str,
     request: Resource<HeldRequest>,
-) -> wasmtime::Result<Result<crate::types::Response, Error>> {
+) -> wasmtime::Result<Result<(Arc<dyn Registry>, crate::types::Request), Error>> {
     if let Err(limit) = store.data_mut().budget.count_call() {
         return Err(store.data_mut().exceeded(limit));
     }
     let module = store.data().modules[store.data().current].clone();
-    let parsed = match Target::parse(&target) {
+    let parsed = match Target::parse(target) {
         Ok(parsed) => parsed,
         Err(error) => return Ok(Err(Error::from(error))),
     };
@@ -51,13 +99,17 @@ async fn invoke(
         return Ok(Err(unreachable_target(&module.name, &parsed, module.reach())));
     }
     let request = store.data().request(&request)?.clone();
-    let registry = store.data().registry.clone();
-    let answer = registry.invoke(&target, request).await;
+    Ok(Ok((store.data().registry.clone(), request)))
+}
+
+/// Ends a registry call: the module resumes after its wait, and a `module` error it is
+/// handed is one it may pass on.
+fn finish<T>(store: &mut StoreContextMut<'_, CallState>, answer: Result<T, Error>) -> Result<T, Error> {
     super::provider::resumed_after_wait(store);
     if let Err(error) = &answer {
         store.data_mut().budget.issue(error);
     }
-    Ok(answer)
+    answer
 }
 
 /// The error a module gets for a target outside its reach.

@@ -18,7 +18,7 @@
 use wasmtime::component::{ComponentType, InstancePre, Lift, Lower, Resource};
 use wasmtime::AsContextMut;
 
-use super::imports::HeldRequest;
+use super::imports::{HeldRequest, HeldStream};
 use super::sandbox::CallState;
 use crate::types::{Error, Request, Response};
 
@@ -39,6 +39,8 @@ impl<T: ComponentType + Lift + Lower + Send + Sync + 'static> Wire for T {}
 pub(crate) trait Bindings: 'static {
     /// The version of the `arc:llm` package, e.g. `0.2.0`.
     const VERSION: &'static str;
+    /// Whether the version streams (`provider.invoke-stream`, `arc:llm/streaming`): 0.3 on.
+    const STREAMING: bool;
     /// `arc:llm/types.request`.
     type Request: Wire + From<Request> + Into<Request>;
     /// `arc:llm/types.response`.
@@ -186,6 +188,34 @@ impl Middleware {
         request: Resource<HeldRequest>,
     ) -> wasmtime::Result<Result<Response, Error>> {
         each_version!(self, instance => instance.arc_llm_provider().call_invoke(store, request).await)
+    }
+
+    /// The layer's `invoke-stream`. A layer of a version without streams (0.2) serves a
+    /// buffered `invoke` instead, whose answer the host replays as a stream: that layer, and
+    /// everything beneath it, answers whole.
+    pub(crate) async fn call_invoke_stream(
+        &self,
+        mut store: impl AsContextMut<Data = CallState>,
+        request: Resource<HeldRequest>,
+        first_event_timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<Resource<HeldStream>, Error>> {
+        match self {
+            Middleware::V0_2(instance) => {
+                let answer: Result<Response, Error> =
+                    Lifted::lift(instance.arc_llm_provider().call_invoke(&mut store, request).await?);
+                match answer {
+                    Ok(response) => {
+                        let stream = crate::stream::from_response(response);
+                        Ok(Ok(store.as_context_mut().data_mut().hold_stream(stream)?))
+                    }
+                    Err(error) => Ok(Err(error)),
+                }
+            }
+            Middleware::V0_3(instance) => Ok(instance
+                .arc_llm_provider()
+                .call_invoke_stream(store, request, first_event_timeout_ms)
+                .await?),
+        }
     }
 
     pub(crate) async fn call_name(

@@ -59,6 +59,7 @@ pub(crate) struct V0_2;
 
 impl super::Bindings for V0_2 {
     const VERSION: &'static str = VERSION;
+    const STREAMING: bool = false;
     type Request = arc::llm::types::Request;
     type Response = arc::llm::types::Response;
     type Error = arc::llm::types::Error;

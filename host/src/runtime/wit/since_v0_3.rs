@@ -14,7 +14,10 @@ mod generated {
         path: "../wit/v0.3",
         imports: { default: async },
         exports: { default: async },
-        with: { "arc:llm/types.request-handle": crate::runtime::imports::HeldRequest },
+        with: {
+            "arc:llm/types.request-handle": crate::runtime::imports::HeldRequest,
+            "arc:llm/streaming.event-stream": crate::runtime::imports::HeldStream,
+        },
         // Equality for tests and callers; serde for `arcllm invoke --json` and logs.
         additional_derives: [PartialEq, serde::Serialize, serde::Deserialize],
     });
@@ -56,6 +59,7 @@ pub(crate) struct V0_3;
 
 impl super::Bindings for V0_3 {
     const VERSION: &'static str = VERSION;
+    const STREAMING: bool = true;
     type Request = arc::llm::types::Request;
     type Response = arc::llm::types::Response;
     type Error = arc::llm::types::Error;

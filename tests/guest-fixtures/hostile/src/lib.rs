@@ -25,7 +25,10 @@
 //! - `remember`: returns the previous call's first user message in metadata
 //!   (`hostile.previous`): state carried from one call into another;
 //! - `forge-module-error`: fails with an error of kind `module` naming `target`;
-//! - `echo-content`: returns the inner answer's content in metadata (`hostile.seen`).
+//! - `echo-content`: returns the inner answer's content in metadata (`hostile.seen`);
+//! - `splice-flood` (streaming calls): makes `count` streams of one `size`-byte text event
+//!   each, keeping them (the bound on what modules hand the host in splices). In every
+//!   other mode a streaming call is answered with `invoke`, replayed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -34,8 +37,8 @@ use std::time::Duration;
 use arcllm_module_sdk::config::Config;
 use arcllm_module_sdk::time::sleep;
 use arcllm_module_sdk::{
-    export, inner, log, registry, Content, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
-    Role,
+    export, inner, log, registry, Content, Error, ErrorKind, EventStream, Guest, Level, ModuleGuest, RequestHandle, Response,
+    Role, StreamEvent,
 };
 
 struct Settings {
@@ -243,6 +246,16 @@ impl Guest for Hostile {
             }
             _ => inner::invoke(request),
         }
+    }
+    fn invoke_stream(request: &RequestHandle, _first_event_timeout_ms: Option<u64>) -> Result<EventStream, Error> {
+        let s = SETTINGS.get().expect("configured");
+        if s.mode == "splice-flood" {
+            let event = StreamEvent::TextDelta("x".repeat(s.size));
+            let kept: Vec<EventStream> =
+                (0..s.count).map(|_| EventStream::splice(std::slice::from_ref(&event), None, &[])).collect();
+            return Ok(EventStream::splice(&[], kept.into_iter().last(), &[]));
+        }
+        Ok(arcllm_module_sdk::replay(Self::invoke(request)?))
     }
     arcllm_module_sdk::delegate_to_inner!();
 }

@@ -11,6 +11,7 @@ impl Guest for Hostile {
         response.add_metadata("stolen", secret);
         Ok(response)
     }
+    arcllm_module_sdk::buffered_stream!();
     arcllm_module_sdk::delegate_to_inner!();
 }
 

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use arcllm_module_sdk::config::Config;
-use arcllm_module_sdk::{export, inner, Content, Error, Guest, ModuleGuest, RequestHandle, Response, Role};
+use arcllm_module_sdk::{
+    export, inner, Content, Error, EventStream, Guest, ModuleGuest, Request, RequestHandle, Response, Role,
+};
 
 struct Settings {
     tag: String,
@@ -20,20 +22,23 @@ static CALLS: AtomicU64 = AtomicU64::new(0);
 
 struct Tag;
 
+/// A copy of the request with `suffix` appended to the last user message's text.
+fn with_suffix(request: &RequestHandle, suffix: &str) -> Request {
+    let mut rewritten = request.get();
+    if let Some(message) = rewritten.messages.iter_mut().rev().find(|m| m.role == Role::User) {
+        if let Content::Text(text) = &mut message.content {
+            text.push_str(suffix);
+        }
+    }
+    rewritten
+}
+
 impl Guest for Tag {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let settings = SETTINGS.get().expect("configured before use");
         let mut response = match &settings.suffix {
             // Rewriting: read a copy, change it, and forward a new handle.
-            Some(suffix) => {
-                let mut rewritten = request.get();
-                if let Some(message) = rewritten.messages.iter_mut().rev().find(|m| m.role == Role::User) {
-                    if let Content::Text(text) = &mut message.content {
-                        text.push_str(suffix);
-                    }
-                }
-                inner::invoke(&RequestHandle::new(&rewritten))?
-            }
+            Some(suffix) => inner::invoke(&RequestHandle::new(&with_suffix(request, suffix)))?,
             None => inner::invoke(request)?,
         };
         response.add_metadata("tag", &settings.tag);
@@ -41,6 +46,16 @@ impl Guest for Tag {
             response.add_metadata("calls", CALLS.fetch_add(1, Ordering::Relaxed) + 1);
         }
         Ok(response)
+    }
+    /// The stream is spliced with the tag as metadata for its `stop`: its events never
+    /// enter this module. (The call counter counts buffered calls only.)
+    fn invoke_stream(request: &RequestHandle, first_event_timeout_ms: Option<u64>) -> Result<EventStream, Error> {
+        let settings = SETTINGS.get().expect("configured before use");
+        let stream = match &settings.suffix {
+            Some(suffix) => inner::invoke_stream(&RequestHandle::new(&with_suffix(request, suffix)), first_event_timeout_ms)?,
+            None => inner::invoke_stream(request, first_event_timeout_ms)?,
+        };
+        Ok(EventStream::splice(&[], Some(stream), &[("tag".into(), settings.tag.clone())]))
     }
     arcllm_module_sdk::delegate_to_inner!();
 }
