@@ -380,3 +380,39 @@ async fn rich_requests_are_valid_vendor_requests_and_are_served() {
         assert!(answer.status().is_success(), "{path}: {}", answer.status());
     }
 }
+
+/// A client that trickles its headers or its body is cut off, and holds no slot meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let openai = Vendor::start("openai").await;
+    let config = "[server]\nheader_read_timeout_seconds = 0.5\nbody_read_timeout_seconds = 0.5\nmax_concurrent = 1\nqueue = 0\n";
+    let serve = Serve::start(config, &[&openai], &[]);
+    let addr = serve.url.trim_start_matches("http://").to_string();
+
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the connection was not closed");
+    assert!(started.elapsed() < Duration::from_secs(5), "closed only after {:?}", started.elapsed());
+
+    let mut trickle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    trickle
+        .write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"mo")
+        .await
+        .unwrap();
+    // Meanwhile the only slot is free: another client is served.
+    let answer = client()
+        .post(format!("{}/v1/chat/completions", serve.url))
+        .json(&openai_body("vend_openai", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), trickle.read_to_end(&mut reply)).await;
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 400") && reply.contains("did not arrive within 0.5 s"), "{reply}");
+}
