@@ -175,14 +175,28 @@ def start_mock(cpu, logdir):
     return mock, address
 
 
-def start_arcllm(mock_address, cpu, logdir, api_key):
-    """`arcllm serve` with retry(fallback(adapter)): the config in arcllm.toml, one provider
-    file per mock variant (and one per fallback target)."""
+# `arcllm serve` variants: the config of each is arcllm.toml with these changes.
+ARCLLM_VARIANTS = {
+    # The default: retry(fallback(adapter)), fresh module instances for every request.
+    "arcllm": [],
+    # The same chain with `share_state = true`: a request reuses an idle store of the chain.
+    "arcllm-shared": [("[modules.retry]\nenabled = true\n", "[modules.retry]\nenabled = true\nshare_state = true\n"),
+                      ("[modules.fallback]\nenabled = true\n", "[modules.fallback]\nenabled = true\nshare_state = true\n")],
+    # No module: the bare adapter behind the gateway (no wasm on the path).
+    "arcllm-bare": [("[modules.retry]\nenabled = true\n", "[modules.retry]\nenabled = false\n"),
+                    ("[modules.fallback]\nenabled = true\n", "[modules.fallback]\nenabled = false\n")],
+}
+SYSTEMS = ["direct", *ARCLLM_VARIANTS, "litellm"]
+
+
+def start_arcllm(variant, mock_address, cpu, logdir, api_key):
+    """`arcllm serve`: the config in arcllm.toml (changed per variant), one provider file per
+    mock variant (and one per fallback target)."""
     has_serve = subprocess.run([str(RELEASE / "arcllm"), "serve", "--help"], capture_output=True)
     if has_serve.returncode != 0:
         sys.exit("this arcllm has no `serve` command (build it from a branch that has the gateway, "
                  "or run with --systems direct,litellm)")
-    work = logdir / "arcllm"
+    work = logdir / variant
     (work / "providers").mkdir(parents=True, exist_ok=True)
     for name, path in [("mock0", "/v1"), ("mock0b", "/v1"), ("mock20", "/ms/20/v1"),
                        ("mock20b", "/ms/20/v1")]:
@@ -194,10 +208,14 @@ def start_arcllm(mock_address, cpu, logdir, api_key):
             'default_model = "mock-model"\n'
         )
     config = (HERE / "arcllm.toml").read_text()
+    for old, new in ARCLLM_VARIANTS[variant]:
+        if old not in config:
+            sys.exit(f"arcllm.toml: the {variant} variant expects {old!r} in it")
+        config = config.replace(old, new)
     (work / "arcllm.toml").write_text(config)
     port = free_port()
     server = Server(
-        "arcllm",
+        variant,
         [str(RELEASE / "arcllm"), "serve", "--config", str(work / "arcllm.toml"),
          "--listen", f"127.0.0.1:{port}"],
         cpu,
@@ -220,7 +238,6 @@ def start_litellm(mock_address, cpu, logdir, api_key):
         "LITELLM_MASTER_KEY": api_key,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_LOG": "ERROR",
-        "LITELLM_MODE": "PRODUCTION",
         "DATABASE_URL": None,  # removed: no database
     }
     server = Server(
@@ -260,8 +277,8 @@ def target(system, scenario, ports, mock_address):
     if system == "direct":
         path = "/v1" if service == 0 else f"/ms/{service}/v1"
         return f"http://{mock_address}{path}/chat/completions", "mock-model"
-    if system == "arcllm":
-        return f"http://127.0.0.1:{ports['arcllm']}/v1/chat/completions", f"mock{service}"
+    if system in ARCLLM_VARIANTS:
+        return f"http://127.0.0.1:{ports[system]}/v1/chat/completions", f"mock{service}"
     return f"http://127.0.0.1:{ports['litellm']}/v1/chat/completions", f"mock-{service}ms"
 
 
@@ -406,33 +423,37 @@ def verdicts(results, systems):
               and not r.get("skipped") and r["success_rate"] == 1.0]
         return max(ok) if ok else 0.0
 
-    lines = ["| target | measured | verdict |", "|---|---|---|"]
+    lines = ["| target | system | measured | verdict |", "|---|---|---|---|"]
     sus = {s: sustainable(s) for s in systems}
-    if "arcllm" in systems and "litellm" in systems:
-        ratio = sus["arcllm"] / sus["litellm"] if sus["litellm"] else float("inf")
-        lines.append(
-            f"| arcllm ≥ 10× LiteLLM's sustainable RPS at 100% success | arcllm {sus['arcllm']:,.0f}, "
-            f"LiteLLM {sus['litellm']:,.0f}, direct (generator ceiling) {sus.get('direct', 0):,.0f}: "
-            f"**{ratio:.1f}×** | {'met' if ratio >= 10 else 'missed'} |")
-    if "arcllm" in systems:
+    chains = [v for v in ("arcllm", "arcllm-shared") if v in systems]
+    for v in chains:
+        if "litellm" in systems:
+            ratio = sus[v] / sus["litellm"] if sus["litellm"] else float("inf")
+            lines.append(
+                f"| ≥ 10× LiteLLM's sustainable RPS at 100% success | {v} | {sus[v]:,.0f} against "
+                f"LiteLLM's {sus['litellm']:,.0f} (direct, the generator's ceiling: "
+                f"{sus.get('direct', 0):,.0f}): **{ratio:.1f}×** | {'met' if ratio >= 10 else 'missed'} |")
+    for v in chains:
         for service in (0, 20):
-            a, d = find("arcllm", service, False, "1000 RPS"), find("direct", service, False, "1000 RPS")
+            a, d = find(v, service, False, "1000 RPS"), find("direct", service, False, "1000 RPS")
             if a and d and a["latency_us"] and d["latency_us"]:
                 added = (a["latency_us"]["p99"] - d["latency_us"]["p99"]) / 1000
                 lines.append(
-                    f"| added p99 ≤ 1 ms at 1,000 RPS, chain on ({service} ms vendor) "
+                    f"| added p99 ≤ 1 ms at 1,000 RPS, chain on ({service} ms vendor) | {v} "
                     f"| {added:+.3f} ms (success {100 * a['success_rate']:.2f}%) "
                     f"| {'met' if added <= 1 and a['success_rate'] == 1.0 else 'missed'} |")
-        a, d = find("arcllm", 0, False, "c=1"), find("direct", 0, False, "c=1")
+    for v in chains + [x for x in ("arcllm-bare",) if x in systems]:
+        a, d = find(v, 0, False, "c=1"), find("direct", 0, False, "c=1")
         if a and d and a["latency_us"] and d["latency_us"]:
             added = a["latency_us"]["mean"] - d["latency_us"]["mean"]
-            lines.append(f"| mean added ≤ 50 µs at concurrency 1 | {added:+.0f} µs "
+            lines.append(f"| mean added ≤ 50 µs at concurrency 1 | {v} | {added:+.0f} µs "
                          f"| {'met' if added <= 50 else 'missed'} |")
-        s = find("arcllm", 0, True, "c=256")
-        if s and s.get("peak_rss_mib") is not None:
-            lines.append(f"| RSS ≤ 64 MiB at 256 concurrent streaming requests "
-                         f"| {s['peak_rss_mib']:.1f} MiB (success {100 * s['success_rate']:.2f}%) "
-                         f"| {'met' if s['peak_rss_mib'] <= 64 else 'missed'} |")
+    for v in chains + [x for x in ("arcllm-bare",) if x in systems]:
+        r = find(v, 0, True, "c=256")
+        if r and r.get("peak_rss_mib") is not None:
+            lines.append(f"| RSS ≤ 64 MiB at 256 concurrent streaming requests | {v} "
+                         f"| {r['peak_rss_mib']:.1f} MiB (success {100 * r['success_rate']:.2f}%) "
+                         f"| {'met' if r['peak_rss_mib'] <= 64 else 'missed'} |")
     return "\n".join(lines)
 
 
@@ -465,8 +486,8 @@ def machine_info(arcllm_version, litellm_version):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (about 2 minutes)")
-    parser.add_argument("--systems", default="direct,arcllm,litellm",
-                        help="comma-separated subset of direct,arcllm,litellm")
+    parser.add_argument("--systems", default="direct,arcllm,arcllm-shared,litellm",
+                        help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--gateway-cpu", type=int, default=1)
     parser.add_argument("--load-cpu", type=int, default=0)
     parser.add_argument("--nice", type=int, default=-10,
@@ -475,12 +496,12 @@ def main():
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run")
     parser.add_argument("--out", type=Path, help="results directory (default bench/gateway/results/<time>)")
     args = parser.parse_args()
-    args.duration = args.duration or (2.0 if args.quick else 5.0)
-    args.warmup = args.warmup or (0.5 if args.quick else 1.0)
+    args.duration = args.duration or (3.0 if args.quick else 5.0)
+    args.warmup = args.warmup or 1.0
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     for s in systems:
-        if s not in ("direct", "arcllm", "litellm"):
-            sys.exit(f"--systems: unknown system {s!r} (known: direct, arcllm, litellm)")
+        if s not in SYSTEMS:
+            sys.exit(f"--systems: unknown system {s!r} (known: {', '.join(SYSTEMS)})")
     if "direct" not in systems:
         systems.insert(0, "direct")  # the baseline every added figure is against
     global NICE
@@ -498,11 +519,13 @@ def main():
         servers["mock"], mock_address = start_mock(args.load_cpu, out)
         log(f"mock vendor on {mock_address} (CPU {args.load_cpu})")
         arcllm_version = litellm_version = None
-        if "arcllm" in systems:
-            servers["arcllm"], ports["arcllm"] = start_arcllm(mock_address, args.gateway_cpu, out, api_key)
-            arcllm_version = subprocess.run([str(RELEASE / "arcllm"), "--version"], capture_output=True,
-                                            text=True).stdout.strip()
-            log(f"arcllm serve on {ports['arcllm']} (CPU {args.gateway_cpu})")
+        for variant in ARCLLM_VARIANTS:
+            if variant in systems:
+                servers[variant], ports[variant] = start_arcllm(variant, mock_address, args.gateway_cpu,
+                                                                out, api_key)
+                arcllm_version = subprocess.run([str(RELEASE / "arcllm"), "--version"],
+                                                capture_output=True, text=True).stdout.strip()
+                log(f"{variant} serve on {ports[variant]} (CPU {args.gateway_cpu})")
         if "litellm" in systems:
             servers["litellm"], ports["litellm"] = start_litellm(mock_address, args.gateway_cpu, out, api_key)
             litellm_version = subprocess.run(
@@ -514,10 +537,9 @@ def main():
         results = []
         plan = scenarios(args.quick)
         started = time.time()
-        starters = {
-            "arcllm": lambda: start_arcllm(mock_address, args.gateway_cpu, out, api_key),
-            "litellm": lambda: start_litellm(mock_address, args.gateway_cpu, out, api_key),
-        }
+        starters = {v: (lambda v=v: start_arcllm(v, mock_address, args.gateway_cpu, out, api_key))
+                    for v in ARCLLM_VARIANTS}
+        starters["litellm"] = lambda: start_litellm(mock_address, args.gateway_cpu, out, api_key)
         failed_rate = {}  # (system, service_ms) -> the lowest fixed rate it failed
         for i, scenario in enumerate(plan, 1):
             for system in systems:

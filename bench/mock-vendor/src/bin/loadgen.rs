@@ -6,8 +6,9 @@
 //! A request succeeds when the status is 200 and the text it carries is exactly the mock
 //! vendor's (`--chunks` words), so a gateway that drops or reorders content fails it.
 //!
-//! Closed loop measures the requests that ended within the measured window; open loop the
-//! requests whose slot fell within it, however long they took (up to `--timeout`).
+//! Closed loop measures every request in flight at some time within the measured window;
+//! open loop the requests whose slot fell within it, however long they took (up to
+//! `--timeout`). Achieved requests per second: successes that ended within the window.
 //!
 //! Open loop corrects for coordinated omission: a request that could not be sent at its slot
 //! (the generator was held back) is timed from the slot, not from when it left. Tokio's timer
@@ -306,15 +307,13 @@ fn report(args: &Args, records: Vec<Record>, late_sends: u64) -> Value {
     let from = (args.warmup * 1e6) as u64;
     let to = ((args.warmup + args.duration) * 1e6) as u64;
     // Open loop: every slot in the window counts, however long it took (so a request that
-    // is still queued at the end is not lost). Closed loop: the requests that ended in the
-    // window, as wrk counts them (a system slower than the window still yields figures).
+    // is still queued at the end is not lost). Closed loop: every request in flight at some
+    // time in the window (so a system slower than the window still yields figures, and a
+    // request that failed after it is counted).
     let open_loop = args.concurrency.is_none();
     let measured: Vec<&Record> = records
         .iter()
-        .filter(|r| {
-            let at = if open_loop { r.start } else { r.end };
-            at >= from && at < to
-        })
+        .filter(|r| if open_loop { r.start >= from && r.start < to } else { r.start < to && r.end >= from })
         .collect();
     let ok: Vec<&&Record> = measured.iter().filter(|r| r.error.is_none()).collect();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
