@@ -17,6 +17,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use clap::Parser;
 use serde_json::{json, Value};
@@ -65,6 +66,13 @@ async fn serve(args: Args) -> std::io::Result<()> {
         .with_state(mock);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("{}", listener.local_addr()?);
+    // No Nagle: a streamed chunk leaves when written, not when the previous one is acked
+    // (with the client's delayed ACK, chunks would arrive in 40 ms bursts).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            eprintln!("mock vendor: TCP_NODELAY not set: {e}");
+        }
+    });
     axum::serve(listener, app).await
 }
 
