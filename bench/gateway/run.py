@@ -342,6 +342,10 @@ def fmt_added(us):
     return "—" if us is None else f"{us / 1000:+.3f}"
 
 
+def fmt_rps(rps):
+    return f"{rps:,.0f}" if rps >= 100 else f"{rps:.1f}"
+
+
 def load_label(r):
     return f"c={r['concurrency']}" if r["mode"] == "concurrency" else f"{r['rate']:.0f} RPS"
 
@@ -373,7 +377,7 @@ def tables(results):
                            or pct(base, "latency_us", q) is None
                            else pct(r, "latency_us", q) - pct(base, "latency_us", q))
         lines.append(
-            f"| {r['service_ms']} ms | {load_label(r)} | {r['system']} | {r['rps']:,.0f} "
+            f"| {r['service_ms']} ms | {load_label(r)} | {r['system']} | {fmt_rps(r['rps'])} "
             f"| {100 * r['success_rate']:.2f}% | {fmt_ms(pct(r, 'latency_us', 'p50'))} "
             f"| {fmt_ms(pct(r, 'latency_us', 'p90'))} | {fmt_ms(pct(r, 'latency_us', 'p99'))} "
             f"| {fmt_added(added('p50'))} | {fmt_added(added('p99'))} "
@@ -397,7 +401,7 @@ def tables(results):
         gaps = r.get("gap_us") or {}
         events = (gaps.get("count", 0) / r["ok"] + 1) if r["ok"] else 0
         lines.append(
-            f"| c={r['concurrency']} | {r['system']} | {r['rps']:,.0f} "
+            f"| c={r['concurrency']} | {r['system']} | {fmt_rps(r['rps'])} "
             f"| {100 * r['success_rate']:.2f}% | {fmt_ms(pct(r, 'ttft_us', 'p50'))} "
             f"| {fmt_ms(pct(r, 'ttft_us', 'p99'))} | {fmt_added(added('p50'))} "
             f"| {fmt_added(added('p99'))} | {events:.1f} | {fmt_ms(gaps.get('p50'))} "
