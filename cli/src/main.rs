@@ -6,6 +6,7 @@ mod check;
 mod demo;
 mod invoke;
 mod output;
+mod serve;
 mod show;
 
 use std::path::PathBuf;
@@ -38,6 +39,8 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Serve the configured stacks over HTTP, in OpenAI's and Anthropic's API shapes.
+    Serve(serve::Args),
     /// Run real stacks against local servers that fail like real vendors (no API key needed).
     Demo,
 }
@@ -87,6 +90,7 @@ fn main() -> std::process::ExitCode {
             }
             Command::Cache { command: CacheCommand::Clear } => cache::clear(),
             Command::Demo => demo::run().await,
+            Command::Serve(args) => serve::run(args).await,
         }
     });
     match result {

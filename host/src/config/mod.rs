@@ -26,6 +26,10 @@ pub const BUILTIN_MODULES: &[&str] = &["retry", "fallback", "passthrough"];
 /// is switched off, and is an error when it would switch something on.
 const ARCLLM_SECTIONS: &[&str] = &["vault"];
 
+/// Top-level tables this crate accepts but does not read: `arcllm serve`'s `[server]` and
+/// `[aliases]`, which the gateway reads with [`Config::section`] and validates key by key.
+pub const SERVER_SECTIONS: &[&str] = &["server", "aliases"];
+
 /// Keys a module table may have that are arcllm's, not the module's.
 const HOST_KEYS: &[&str] = &["enabled", "wasm", "reach", "share_state"];
 
@@ -173,6 +177,12 @@ impl Config {
         }
     }
 
+    /// One of the [`SERVER_SECTIONS`] as the user's file (over the embedded default) has
+    /// it, for the program that reads and validates it.
+    pub fn section(&self, name: &str) -> Option<&toml::Value> {
+        SERVER_SECTIONS.contains(&name).then(|| self.effective.get(name)).flatten()
+    }
+
     /// Every effective value as `(dotted.key, value, origin)`, where origin is the user's
     /// file or `default`.
     pub fn provenance(&self) -> Vec<(String, String, String)> {
@@ -195,6 +205,8 @@ impl Config {
 
         let mut warnings = Vec::new();
         let mut top_level = vec!["providers_dir", "defaults", "stack", "modules", "limits"];
+        // Read and validated by the program they configure (`arcllm serve`), see `section`.
+        top_level.extend(SERVER_SECTIONS);
         top_level.extend(ARCLLM_SECTIONS);
         reader.only_keys(&effective, "", &top_level)?;
         reader.no_non_finite(&effective, "")?;
