@@ -198,8 +198,8 @@ def start_arcllm(variant, mock_address, cpu, logdir, api_key):
                  "or run with --systems direct,litellm)")
     work = logdir / variant
     (work / "providers").mkdir(parents=True, exist_ok=True)
-    for name, path in [("mock0", "/v1"), ("mock0b", "/v1"), ("mock20", "/ms/20/v1"),
-                       ("mock20b", "/ms/20/v1")]:
+    # The adapter appends /v1/chat/completions to the base URL.
+    for name, path in [("mock0", ""), ("mock0b", ""), ("mock20", "/ms/20"), ("mock20b", "/ms/20")]:
         (work / "providers" / f"{name}.toml").write_text(
             "[provider]\n"
             'api_format = "openai-chat"\n'
@@ -219,8 +219,9 @@ def start_arcllm(variant, mock_address, cpu, logdir, api_key):
         [str(RELEASE / "arcllm"), "serve", "--config", str(work / "arcllm.toml"),
          "--listen", f"127.0.0.1:{port}"],
         cpu,
+        # RUST_LOG unset: the default level (info), so the access log is written.
         env={"ARCLLM_BENCH_VENDOR_KEY": "sk-mock", "ARCLLM_BENCH_GATEWAY_KEYS": api_key,
-             "RUST_LOG": "warn"},
+             "RUST_LOG": None},
         cwd=work,
         logdir=logdir,
     )
@@ -311,8 +312,24 @@ def settle(server, seconds=30):
     return False
 
 
+def gateway_overhead(port, api_key):
+    """(sum seconds, count) of arcllm's `arcllm_gateway_overhead_seconds` histogram: the
+    time requests spent in the gateway outside the model's stack."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"authorization": f"Bearer {api_key}"})
+    total = count = 0.0
+    with urllib.request.urlopen(request, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("arcllm_gateway_overhead_seconds_sum"):
+                total += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("arcllm_gateway_overhead_seconds_count"):
+                count += float(line.rsplit(" ", 1)[1])
+    return total, count
+
+
 def measure(system, scenario, servers, ports, mock_address, args, api_key):
     url, model = target(system, scenario, ports, mock_address)
+    overhead_before = gateway_overhead(ports[system], api_key) if system in ARCLLM_VARIANTS else None
     server = servers.get(system)
     pids = server.pids() if server else []
     reset_peak_rss(pids)
@@ -328,6 +345,10 @@ def measure(system, scenario, servers, ports, mock_address, args, api_key):
         result["cpu_s_per_1k"] = used / result["total_ok"] * 1000 if result["total_ok"] else None
         result["peak_rss_mib"] = peak_rss_mib(pids)
     result["mock_cpu_s"] = cpu_seconds(servers["mock"].pids()) - mock_before
+    if overhead_before:
+        total, count = gateway_overhead(ports[system], api_key)
+        if count > overhead_before[1]:
+            result["outside_stack_mean_us"] = (total - overhead_before[0]) / (count - overhead_before[1]) * 1e6
     return result
 
 
@@ -362,15 +383,15 @@ def tables(results):
             direct[(r["service_ms"], r["stream"], load_label(r))] = r
     lines = [
         "| service | load | system | achieved RPS | success | p50 ms | p90 ms | p99 ms "
-        "| added p50 ms | added p99 ms | gateway CPU s / 1k req | peak RSS MiB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| added p50 ms | added p99 ms | gateway CPU s / 1k req | req per CPU-s | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r["stream"]:
             continue
         if r.get("skipped"):
             lines.append(f"| {r['service_ms']} ms | {load_label(r)} | {r['system']} | not run: "
-                         f"{r['skipped']} |||||||||")
+                         f"{r['skipped']} ||||||||||")
             continue
         base = direct.get((r["service_ms"], False, load_label(r)))
         added = lambda q: (None if r["system"] == "direct" or not base or pct(r, "latency_us", q) is None
@@ -382,6 +403,7 @@ def tables(results):
             f"| {fmt_ms(pct(r, 'latency_us', 'p90'))} | {fmt_ms(pct(r, 'latency_us', 'p99'))} "
             f"| {fmt_added(added('p50'))} | {fmt_added(added('p99'))} "
             f"| {'—' if r.get('cpu_s_per_1k') is None else format(r['cpu_s_per_1k'], '.3f')} "
+            f"| {'—' if not r.get('cpu_s_per_1k') else format(1000 / r['cpu_s_per_1k'], ',.0f')} "
             f"| {'—' if r.get('peak_rss_mib') is None else format(r['peak_rss_mib'], '.1f')} |"
         )
     lines += [
@@ -494,7 +516,7 @@ def main():
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--gateway-cpu", type=int, default=1)
     parser.add_argument("--load-cpu", type=int, default=0)
-    parser.add_argument("--nice", type=int, default=-10,
+    parser.add_argument("--nice", type=int, default=-20,
                         help="niceness of every benchmark process when run as root (0: unchanged)")
     parser.add_argument("--duration", type=float, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run")
