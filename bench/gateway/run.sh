@@ -6,7 +6,7 @@
 #
 #   bench/gateway/run.sh [--quick] [--systems direct,arcllm,litellm] [--duration S] ...
 #
-# About 10 minutes (--quick: about 2), after the release build. Needs taskset
+# About 10 minutes (--quick: about 3), after the release build. Needs taskset
 # (util-linux) and python3 with venv.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
