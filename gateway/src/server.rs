@@ -238,6 +238,7 @@ impl Gateway {
 pub async fn run(config: GatewayConfig, listen: Option<SocketAddr>) -> Result<(), ServeError> {
     use tokio::signal::unix::{signal, SignalKind};
     let addr = listen.unwrap_or(config.server.listen);
+    size_instance_pool(config.server.max_concurrent);
     let watch_file = config.file.clone().filter(|_| config.server.watch);
     let gateway = Gateway::new(config);
     gateway.check_exposure(addr)?;
@@ -270,6 +271,18 @@ pub async fn run(config: GatewayConfig, listen: Option<SocketAddr>) -> Result<()
         .await;
     hangups.abort();
     Ok(())
+}
+
+/// Sizes the process-wide pool of module instances for the gateway's concurrency before
+/// anything creates it: each request in flight holds an instance per module of its stack
+/// (four covers `retry(fallback)` with a fallback target's call in progress), while the
+/// library's default is sized for one-shot commands that must start fast.
+fn size_instance_pool(max_concurrent: usize) {
+    use arcllm::runtime::{Runtime, DEFAULT_MAX_INSTANCES};
+    let wanted = max_concurrent.saturating_mul(4).clamp(DEFAULT_MAX_INSTANCES as usize, 16_384) as u32;
+    if let Err(e) = Runtime::configure_shared(Runtime::builder().max_instances(wanted)) {
+        tracing::warn!("the module instance pool keeps its size ({e}); up to {max_concurrent} concurrent requests may wait for instances");
+    }
 }
 
 /// Re-reads `[server]` and `[aliases]` when config.toml changes (the models watch their own
