@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arcllm_module_sdk::state::HostState;
 use arcllm_module_sdk::time::sleep;
-use arcllm_module_sdk::{config, shared};
+use arcllm_module_sdk::{config, scope, shared};
 use arcllm_module_sdk::{
     export, inner, log, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
 };
