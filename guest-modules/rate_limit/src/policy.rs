@@ -106,11 +106,13 @@ impl Policy {
         mut sleep: impl FnMut(Duration),
     ) -> Admission {
         let refill = self.requests_per_minute / 60.0;
-        let tokens_key = tokens_key(key);
+        // Named only when it is counted: the common call makes no key at all.
+        let tokens = self.tokens_per_minute.map(|limit| (limit, tokens_key(key)));
         let mut waited = Duration::ZERO;
         loop {
-            if let Some(limit) = self.tokens_per_minute {
-                match state.read(&tokens_key, MINUTE) {
+            if let Some((limit, tokens_key)) = &tokens {
+                let limit = *limit;
+                match state.read(tokens_key, MINUTE) {
                     Err(Unavailable(why)) => return Admission::Unavailable(why),
                     Ok(used) if used as f64 >= limit => {
                         if waited + TOKENS_RECHECK > self.max_wait {
