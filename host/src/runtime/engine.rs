@@ -14,6 +14,7 @@ use wasmtime::component::Linker;
 use wasmtime::Engine;
 
 use super::artifacts::Artifacts;
+use super::background::Background;
 use super::bounds::HostLimits;
 use super::builder::RuntimeBuilder;
 use super::disk_cache::DiskCache;
@@ -74,6 +75,10 @@ pub(crate) struct RuntimeInner {
     /// One permit per instance that may be alive at once (`max_instances`).
     pub(super) instance_slots: Arc<Semaphore>,
     pub(super) max_instances: usize,
+    /// Never-used stores each stack keeps ready for its calls.
+    pub(crate) ready_stores: usize,
+    /// Where ready stores are made and finished stores dropped, off the request path.
+    pub(crate) background: Background,
 }
 
 impl RuntimeInner {
@@ -83,6 +88,12 @@ impl RuntimeInner {
         let count = u32::try_from(count).ok().filter(|&n| n as usize <= self.max_instances);
         let count = count.ok_or(self.max_instances)?;
         self.instance_slots.clone().acquire_many_owned(count).await.map_err(|_| self.max_instances)
+    }
+
+    /// `count` more instances if they may be alive now and no call waits for slots.
+    pub(crate) fn try_reserve_instances(&self, count: usize) -> Option<OwnedSemaphorePermit> {
+        let count = u32::try_from(count).ok()?;
+        self.instance_slots.clone().try_acquire_many_owned(count).ok()
     }
 
     /// How many instances may be alive at once.

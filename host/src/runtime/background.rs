@@ -1,0 +1,128 @@
+//! Store work done off the request path, on one low-priority thread per runtime: making
+//! never-used stores ahead of calls (a stack's ready stores, `pool::StorePool`) and dropping
+//! stores whose call has ended (returning an instance's memory to the pool resets its dirty
+//! pages, which a caller waiting for its answer should not pay for).
+//!
+//! The thread is started on first use, so a process that never calls a module never has
+//! it, and ends when the runtime is dropped. On Linux it runs at the lowest niceness, so a
+//! thread serving calls comes first. Under saturation it may not run for a while; what it
+//! holds meanwhile is bounded
+//! (at most [`MAX_PENDING_DROPS`] stores waiting to be dropped, beyond which a store is
+//! dropped at once, and each stack's ready stores, bounded by the runtime's idle allowance).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use wasmtime::Store;
+
+use super::sandbox::CallState;
+
+/// Most stores waiting on the background thread to be dropped; beyond it a store is dropped
+/// by its caller (each holds pool slots and resident memory until it is dropped).
+pub(crate) const MAX_PENDING_DROPS: usize = 8;
+
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+enum Job {
+    /// Runs on the background thread's own tokio runtime (one at a time per poll).
+    Run(Task),
+    Drop(Store<CallState>),
+}
+
+/// The runtime's background thread, started on first use.
+pub(crate) struct Background {
+    sender: OnceLock<Option<UnboundedSender<Job>>>,
+    pending_drops: Arc<AtomicUsize>,
+}
+
+impl Background {
+    pub(crate) fn new() -> Self {
+        Background { sender: OnceLock::new(), pending_drops: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    fn sender(&self) -> Option<&UnboundedSender<Job>> {
+        self.sender.get_or_init(|| start(self.pending_drops.clone())).as_ref()
+    }
+
+    /// Runs `task` on the background thread. Returns false (and drops `task` unrun) when
+    /// there is no background thread.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> bool {
+        match self.sender() {
+            Some(sender) => sender.send(Job::Run(Box::pin(task))).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Drops `store` on the background thread, or now when [`MAX_PENDING_DROPS`] stores
+    /// already wait there (or there is no background thread).
+    pub(crate) fn drop_later(&self, store: Store<CallState>) {
+        if self.pending_drops.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_DROPS {
+            self.pending_drops.fetch_sub(1, Ordering::AcqRel);
+            return drop(store);
+        }
+        let Some(sender) = self.sender() else {
+            self.pending_drops.fetch_sub(1, Ordering::AcqRel);
+            return drop(store);
+        };
+        if let Err(unsent) = sender.send(Job::Drop(store)) {
+            self.pending_drops.fetch_sub(1, Ordering::AcqRel);
+            drop(unsent);
+        }
+    }
+}
+
+/// Starts the thread; `None` (and a warning) when it cannot be started: store work is then
+/// done by callers, as without it.
+fn start(pending_drops: Arc<AtomicUsize>) -> Option<UnboundedSender<Job>> {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::warn!("no background thread for module stores ({e}); calls instantiate their own");
+            return None;
+        }
+    };
+    let (sender, receiver) = unbounded_channel();
+    let spawned = std::thread::Builder::new().name("arcllm-stores".into()).spawn(move || {
+        lower_priority();
+        runtime.block_on(serve(receiver, pending_drops));
+    });
+    match spawned {
+        Ok(_) => Some(sender),
+        Err(e) => {
+            tracing::warn!("no background thread for module stores ({e}); calls instantiate their own");
+            None
+        }
+    }
+}
+
+async fn serve(mut receiver: UnboundedReceiver<Job>, pending_drops: Arc<AtomicUsize>) {
+    while let Some(job) = receiver.recv().await {
+        match job {
+            Job::Run(task) => drop(tokio::spawn(task)),
+            Job::Drop(store) => {
+                drop(store);
+                pending_drops.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
+/// Gives the calling thread the lowest priority (niceness 19): a thread of the process that
+/// wakes up to serve a call preempts it. (Not `SCHED_IDLE`: on a machine with other work,
+/// that never runs while any other process wants the core, and ready stores are then never
+/// made.)
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: plain syscall with integer arguments; on Linux `who = 0` with `PRIO_PROCESS`
+    // is the calling thread, whose niceness alone changes.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    if rc != 0 {
+        tracing::debug!("module store thread keeps its priority: {}", std::io::Error::last_os_error());
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
