@@ -92,7 +92,7 @@ impl RuntimeBuilder {
         self
     }
     /// Module instances that may be alive at once: calls in flight times modules, plus idle
-    /// ones (default [`DEFAULT_MAX_INSTANCES`], 1,024). It sizes the pooling allocator,
+    /// ones (default [`DEFAULT_MAX_INSTANCES`], 512). It sizes the pooling allocator,
     /// which reserves a stack per instance up front (about 3 µs each, paid once when the
     /// runtime is built); a call that would go beyond it waits for a running call to end.
     pub fn max_instances(mut self, count: u32) -> Self {

@@ -43,10 +43,11 @@ impl Default for Limits {
 
 /// The default [`RuntimeBuilder::max_instances`]. The pooling allocator makes one guard
 /// page per possible concurrent call when it is created, which costs about 3 µs each (a
-/// pool of 4,096 took 11–14 ms, most of a cold `load_model().build()`); 1,024 keeps
-/// that near 3 ms. Long-running servers with more concurrent calls size it themselves
-/// ([`Runtime::configure_shared`]).
-pub const DEFAULT_MAX_INSTANCES: u32 = 1024;
+/// pool of 4,096 took 11–14 ms, 1,024 about 3–5 ms, most of a cold
+/// `load_model().build()`); 512 keeps that near 2 ms and still lets one stack run 128
+/// concurrent calls of two modules. Long-running servers with more concurrent calls size
+/// it themselves ([`Runtime::configure_shared`]; `arcllm serve` does).
+pub const DEFAULT_MAX_INSTANCES: u32 = 512;
 
 /// Why a [`Runtime`] could not be created.
 #[derive(Debug, thiserror::Error)]
