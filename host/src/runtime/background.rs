@@ -61,17 +61,26 @@ impl Background {
     pub(crate) fn drop_later(&self, store: Store<CallState>) {
         if self.pending_drops.fetch_add(1, Ordering::AcqRel) >= MAX_PENDING_DROPS {
             self.pending_drops.fetch_sub(1, Ordering::AcqRel);
-            return drop(store);
+            return release(store);
         }
         let Some(sender) = self.sender() else {
             self.pending_drops.fetch_sub(1, Ordering::AcqRel);
-            return drop(store);
+            return release(store);
         };
         if let Err(unsent) = sender.send(Job::Drop(store)) {
             self.pending_drops.fetch_sub(1, Ordering::AcqRel);
-            drop(unsent);
+            if let Job::Drop(store) = unsent.0 {
+                release(store);
+            }
         }
     }
+}
+
+/// Drops `store`: its instances first, then its data, whose permits give the instance slots
+/// back (wasmtime's own drop order is the reverse, which would let another call take the
+/// slots while the pooling allocator still counts the instances, and fail on a full pool).
+pub(crate) fn release(store: Store<CallState>) {
+    drop(store.into_data());
 }
 
 /// Starts the thread; `None` (and a warning) when it cannot be started: store work is then
@@ -103,7 +112,7 @@ async fn serve(mut receiver: UnboundedReceiver<Job>, pending_drops: Arc<AtomicUs
         match job {
             Job::Run(task) => drop(tokio::spawn(task)),
             Job::Drop(store) => {
-                drop(store);
+                release(store);
                 pending_drops.fetch_sub(1, Ordering::AcqRel);
             }
         }

@@ -213,5 +213,6 @@ impl Drop for StorePool {
         for (instances, memory_bytes) in weights {
             self.give_back(instances, memory_bytes);
         }
+        idle.into_iter().chain(ready).for_each(super::background::release);
     }
 }

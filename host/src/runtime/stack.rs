@@ -278,7 +278,9 @@ impl Stack {
     /// running (or waiting on the host) when the deadline passed. The store is dropped.
     fn timed_out(&self, store: Store<CallState>) -> Error {
         let name = &self.modules[store.data().current].name;
-        limits::timeout_error(name, "did not finish the call", self.limits.call_timeout)
+        let error = limits::timeout_error(name, "did not finish the call", self.limits.call_timeout);
+        super::background::release(store);
+        error
     }
 
     /// The provider name as the outermost module reports it (through every layer).
