@@ -4,7 +4,7 @@
 //! pages, which a caller waiting for its answer should not pay for).
 //!
 //! The thread is started on first use, so a process that never calls a module never has
-//! it, and ends when the runtime is dropped. On Linux it runs at the lowest niceness, so a
+//! it, and ends when the runtime is dropped. On Linux it runs under `SCHED_IDLE`, so a
 //! thread serving calls comes first. Under saturation it may not run for a while; what it
 //! holds meanwhile is bounded
 //! (at most [`MAX_PENDING_DROPS`] stores waiting to be dropped, beyond which a store is
@@ -119,15 +119,15 @@ async fn serve(mut receiver: UnboundedReceiver<Job>, pending_drops: Arc<AtomicUs
     }
 }
 
-/// Gives the calling thread the lowest priority (niceness 19): a thread of the process that
-/// wakes up to serve a call preempts it. (Not `SCHED_IDLE`: on a machine with other work,
-/// that never runs while any other process wants the core, and ready stores are then never
-/// made.)
+/// Puts the calling thread in `SCHED_IDLE`: a thread of the process that wakes up to serve a
+/// call preempts it at once. (At niceness 19 it does not: the scheduler lets the running
+/// thread finish its slice, and a call's wake-up waited behind an instantiation.)
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    // SAFETY: plain syscall with integer arguments; on Linux `who = 0` with `PRIO_PROCESS`
-    // is the calling thread, whose niceness alone changes.
-    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: with pid 0 the call changes the calling thread's policy only, and `param` is a
+    // valid `sched_param` that outlives the call.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     if rc != 0 {
         tracing::debug!("module store thread keeps its priority: {}", std::io::Error::last_os_error());
     }
