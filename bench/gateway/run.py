@@ -85,6 +85,10 @@ def sched_seconds(pids):
             continue
         for t in tids:
             try:
+                # arcllm's background store thread runs at the lowest priority by design:
+                # its waits are not the gateway waiting for the core.
+                if Path(f"/proc/{p}/task/{t}/comm").read_text().strip() == "arcllm-stores":
+                    continue
                 fields = Path(f"/proc/{p}/task/{t}/schedstat").read_text().split()
             except OSError:
                 continue
@@ -216,13 +220,23 @@ ARCLLM_VARIANTS = {
     "arcllm-bare": [("[modules.retry]\nenabled = true\n", "[modules.retry]\nenabled = false\n"),
                     ("[modules.fallback]\nenabled = true\n", "[modules.fallback]\nenabled = false\n")],
 }
+# `arcllm-baseline`: the default chain served by another `arcllm` binary (--baseline), to
+# compare two builds in one run.
+ARCLLM_VARIANTS["arcllm-baseline"] = []
 SYSTEMS = ["direct", *ARCLLM_VARIANTS, "litellm"]
+# The binary each variant runs (--baseline sets arcllm-baseline's).
+BINARIES = {}
+
+
+def arcllm_binary(variant):
+    return BINARIES.get(variant, RELEASE / "arcllm")
 
 
 def start_arcllm(variant, mock_address, cpu, logdir, api_key):
     """`arcllm serve`: the config in arcllm.toml (changed per variant), one provider file per
     mock variant (and one per fallback target)."""
-    has_serve = subprocess.run([str(RELEASE / "arcllm"), "serve", "--help"], capture_output=True)
+    binary = arcllm_binary(variant)
+    has_serve = subprocess.run([str(binary), "serve", "--help"], capture_output=True)
     if has_serve.returncode != 0:
         sys.exit("this arcllm has no `serve` command (build it from a branch that has the gateway, "
                  "or run with --systems direct,litellm)")
@@ -246,7 +260,7 @@ def start_arcllm(variant, mock_address, cpu, logdir, api_key):
     port = free_port()
     server = Server(
         variant,
-        [str(RELEASE / "arcllm"), "serve", "--config", str(work / "arcllm.toml"),
+        [str(binary), "serve", "--config", str(work / "arcllm.toml"),
          "--listen", f"127.0.0.1:{port}"],
         cpu,
         # RUST_LOG unset: the default level (info), so the access log is written.
@@ -554,10 +568,20 @@ def main():
     parser.add_argument("--duration", type=float, help="measured seconds per run")
     parser.add_argument("--warmup", type=float, help="warm-up seconds per run")
     parser.add_argument("--out", type=Path, help="results directory (default bench/gateway/results/<time>)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another arcllm binary, run as system arcllm-baseline (added to --systems)")
     args = parser.parse_args()
     args.duration = args.duration or (3.0 if args.quick else 5.0)
     args.warmup = args.warmup or 1.0
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    if args.baseline:
+        if not args.baseline.is_file():
+            sys.exit(f"--baseline: {args.baseline} is not a file")
+        BINARIES["arcllm-baseline"] = args.baseline.resolve()
+        if "arcllm-baseline" not in systems:
+            systems.append("arcllm-baseline")
+    elif "arcllm-baseline" in systems:
+        sys.exit("--systems: arcllm-baseline needs --baseline PATH")
     for s in systems:
         if s not in SYSTEMS:
             sys.exit(f"--systems: unknown system {s!r} (known: {', '.join(SYSTEMS)})")

@@ -92,9 +92,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     // Every command makes at most one call at a time: a small instance pool is made
-    // sooner (its stacks are reserved up front), and is all one call needs.
+    // sooner (its stacks are reserved up front), and is all one call needs. No stores are
+    // made ahead of calls: the process ends after its call (`serve` sizes its own runtime).
     if let Err(e) = arcllm::runtime::Runtime::configure_shared(
-        arcllm::runtime::Runtime::builder().max_instances(ONE_SHOT_MAX_INSTANCES),
+        arcllm::runtime::Runtime::builder().max_instances(ONE_SHOT_MAX_INSTANCES).ready_stores(0),
     ) {
         eprintln!("error: {e}");
         return std::process::ExitCode::FAILURE;

@@ -18,7 +18,7 @@ mod common;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use arcllm::runtime::Stack;
+use arcllm::runtime::{Runtime, Stack};
 use arcllm::Provider;
 use common::{bench_async, bench_sync, estimate, us, verdict, Canned, Clock, SIZES};
 use criterion::BenchmarkId;
@@ -27,13 +27,15 @@ const GROUP: &str = "invoke";
 const CLOCKS: [Clock; 2] = [Clock::Wall, Clock::ThreadCpu];
 /// Every stack gives each call fresh instances (the default), except `retry_fallback_shared`,
 /// whose modules share state so that calls reuse idle stores: the pair is the per-call cost
-/// of isolation.
-const STACKS: [(&str, usize); 5] = [
+/// of isolation; and `retry_fallback_unready`, the default stack on a runtime that makes no
+/// stores ahead of calls (`ready_stores(0)`): the pair is what ready stores save a call.
+const STACKS: [(&str, usize); 6] = [
     ("passthrough_x1", 1),
     ("passthrough_x2", 2),
     ("passthrough_x3", 3),
     ("retry_fallback", 2),
     ("retry_fallback_shared", 2),
+    ("retry_fallback_unready", 2),
 ];
 
 fn main() {
@@ -42,6 +44,7 @@ fn main() {
     let mut criterion = common::criterion();
     let rt = common::tokio_current_thread();
     let runtime = common::runtime(true, 4096, true);
+    let unready = Runtime::builder().max_instances(4096).ready_stores(0).build().expect("runtime");
     let adapter: Arc<dyn Provider> = Canned::new();
     let stacks: Vec<(&str, Stack)> = rt.block_on(async {
         let mut stacks = Vec::new();
@@ -50,6 +53,9 @@ fn main() {
                 "retry_fallback" => common::retry_fallback_chain(&runtime, adapter.clone(), false).await,
                 "retry_fallback_shared" => {
                     common::retry_fallback_chain(&runtime, adapter.clone(), true).await
+                }
+                "retry_fallback_unready" => {
+                    common::retry_fallback_chain(&unready, adapter.clone(), false).await
                 }
                 _ => common::passthrough_chain(&runtime, layers, adapter.clone(), false).await,
             };
@@ -177,6 +183,21 @@ fn summary(started: SystemTime, load_before: &str) {
                     us(shared.us()),
                     fresh.median_ns / shared.median_ns,
                     us(fresh.us() - shared.us())
+                );
+            }
+        }
+    }
+    println!("\nReady stores (made ahead of calls) against none, retry(fallback), fresh instances:");
+    for (label, _) in SIZES {
+        for clock in CLOCKS {
+            if let (Some(ready), Some(unready)) =
+                (get(clock, "retry_fallback", label), get(clock, "retry_fallback_unready", label))
+            {
+                println!(
+                    "- {label} ({clock:?}): {} µs against {} µs, {:.2}×",
+                    us(ready.us()),
+                    us(unready.us()),
+                    ready.median_ns / unready.median_ns
                 );
             }
         }

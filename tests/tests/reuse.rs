@@ -1,6 +1,8 @@
 //! Stores kept between calls, the instance pool, and the request passed by handle: a call
 //! of a chain whose modules share state reuses a clean store of its chain, never one that
-//! trapped, leaked a handle or was abandoned mid-call; by default no store is reused; calls beyond the pool wait for a slot; and a layer that rewrites
+//! trapped, leaked a handle or was abandoned mid-call; by default no store is reused, but
+//! calls take never-used stores made ahead of them (ready stores, bounded like idle ones and
+//! dropped with their stack); calls beyond the pool wait for a slot; and a layer that rewrites
 //! the request hands the next one a new handle.
 
 use std::sync::{Arc, OnceLock};
@@ -181,4 +183,71 @@ async fn a_rewritten_request_travels_on_as_a_new_handle() {
     for call in calls {
         assert_eq!(call.request, expected, "only the last user text changed");
     }
+}
+
+/// Waits until `chain` has `count` ready stores; false if it has not after 10 s.
+async fn ready_stores_reach(chain: &Stack, count: usize) -> bool {
+    for _ in 0..1000 {
+        if chain.ready_stores() >= count {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn calls_take_never_used_stores_made_ahead_of_them() {
+    let rt = Runtime::builder().ready_stores(2).build().unwrap();
+    let config = json!({"tag": "t", "count_calls": true});
+    let tag = rt.load_module("tag", ModuleSource::Bytes, fixtures::TAG.to_vec(), &config).await.unwrap();
+    let chain = Stack::new(rt.clone(), vec![tag], ScriptedProvider::ok("anthropic"));
+    assert_eq!(chain.ready_stores(), 0, "nothing is made before the first call");
+    assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
+    assert!(ready_stores_reach(&chain, 2).await, "the first call had two ready stores made");
+    for _ in 0..5 {
+        // Each ready store serves one call: no module state crosses calls.
+        assert_eq!(calls_seen(&invoke(&chain).await.unwrap()), 1);
+    }
+    assert!(ready_stores_reach(&chain, 2).await, "every call has the ready stores topped up");
+    assert_eq!(chain.ready_stores(), 2, "never more than asked for");
+}
+
+#[tokio::test]
+async fn ready_stores_count_against_the_idle_allowance_and_the_stack_share() {
+    // Idle allowance of one instance: one ready store of a one-layer stack at most.
+    let rt = Runtime::builder().max_idle_instances(1).ready_stores(4).build().unwrap();
+    let passthrough = builtin(&rt, "passthrough", json!({})).await;
+    let chain = Stack::new(rt.clone(), vec![passthrough], ScriptedProvider::ok("anthropic"));
+    invoke(&chain).await.unwrap();
+    assert!(ready_stores_reach(&chain, 1).await);
+    invoke(&chain).await.unwrap();
+    assert!(ready_stores_reach(&chain, 1).await);
+    assert_eq!(chain.ready_stores(), 1, "the idle allowance bounds ready stores");
+    // No idle allowance: no ready stores, every call instantiates its own.
+    let rt = Runtime::builder().max_idle_instances(0).ready_stores(4).build().unwrap();
+    let passthrough = builtin(&rt, "passthrough", json!({})).await;
+    let chain = Stack::new(rt.clone(), vec![passthrough], ScriptedProvider::ok("anthropic"));
+    for _ in 0..3 {
+        invoke(&chain).await.unwrap();
+    }
+    assert_eq!(chain.ready_stores(), 0);
+}
+
+#[tokio::test]
+async fn a_dropped_stack_gives_its_ready_stores_slots_back() {
+    // Two instance slots; a one-layer stack's share is one, and its ready store holds it.
+    let rt = Runtime::builder().max_instances(2).max_idle_instances(2).ready_stores(2).build().unwrap();
+    let passthrough = builtin(&rt, "passthrough", json!({})).await;
+    let one = Stack::new(rt.clone(), vec![passthrough.clone()], ScriptedProvider::ok("anthropic"));
+    invoke(&one).await.unwrap();
+    assert!(ready_stores_reach(&one, 1).await);
+    assert_eq!(one.ready_stores(), 1, "the stack's share of slots bounds its ready stores");
+    // A two-layer stack needs both slots: it gets them once the first stack (a reload
+    // replaced it, say) is gone with its ready store.
+    drop(one);
+    let two =
+        Stack::new(rt.clone(), vec![passthrough.clone(), passthrough], ScriptedProvider::ok("anthropic"));
+    let call = tokio::time::timeout(Duration::from_secs(10), invoke(&two)).await;
+    call.expect("the dropped stack's ready store released its slot").unwrap();
 }

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 use wasmtime::{Config, Engine};
 
 use super::artifacts::Artifacts;
+use super::background::Background;
 use super::bounds::HostLimits;
 use super::disk_cache::DiskCache;
 use super::engine::{Limits, Runtime, RuntimeError, RuntimeInner, DEFAULT_MAX_INSTANCES};
@@ -17,6 +18,10 @@ use super::imports;
 use super::limits::CallLimits;
 use super::module::ComponentCache;
 use super::pool::IdleBudget;
+
+/// The default [`RuntimeBuilder::ready_stores`]: enough for a stack's calls arriving one
+/// at a time or in small bursts.
+pub const DEFAULT_READY_STORES: usize = 2;
 
 /// Configures a [`Runtime`]: limits, pooling and the epoch tick.
 ///
@@ -34,6 +39,7 @@ pub struct RuntimeBuilder {
     pooling: bool,
     max_instances: u32,
     max_idle_instances: Option<usize>,
+    ready_stores: usize,
     epoch_tick: Duration,
     // Sandbox bounds on host work (timeouts, calls, file sizes, slot shares).
     call_limits: CallLimits,
@@ -52,6 +58,7 @@ impl Default for RuntimeBuilder {
             pooling: true,
             max_instances: DEFAULT_MAX_INSTANCES,
             max_idle_instances: None,
+            ready_stores: DEFAULT_READY_STORES,
             epoch_tick: Duration::from_millis(5),
             call_limits: CallLimits::default(),
             host_limits: HostLimits::for_memory_limit(Limits::default().memory_bytes),
@@ -85,7 +92,7 @@ impl RuntimeBuilder {
         self
     }
     /// Module instances that may be alive at once: calls in flight times modules, plus idle
-    /// ones (default [`DEFAULT_MAX_INSTANCES`], 1,024). It sizes the pooling allocator,
+    /// ones (default [`DEFAULT_MAX_INSTANCES`], 512). It sizes the pooling allocator,
     /// which reserves a stack per instance up front (about 3 µs each, paid once when the
     /// runtime is built); a call that would go beyond it waits for a running call to end.
     pub fn max_instances(mut self, count: u32) -> Self {
@@ -102,6 +109,18 @@ impl RuntimeBuilder {
     /// fresh instances.
     pub fn max_idle_instances(mut self, count: usize) -> Self {
         self.max_idle_instances = Some(count);
+        self
+    }
+    /// Stores each stack keeps instantiated and configured ahead of its calls, never used
+    /// (default [`DEFAULT_READY_STORES`]; 0: none). After a call takes one, a background
+    /// thread of low priority makes the next, so a call does not wait for its instances
+    /// to be created; each still serves one call (unless its stack shares state), so
+    /// isolation is unchanged. Ready stores count against
+    /// [`max_idle_instances`](Self::max_idle_instances) and the stack's share of
+    /// [`max_instances`](Self::max_instances), are only made when no call waits for
+    /// instance slots, and are dropped with their stack.
+    pub fn ready_stores(mut self, count: usize) -> Self {
+        self.ready_stores = count;
         self
     }
     // ---- bounds on what the host holds and does for modules ----
@@ -216,6 +235,8 @@ impl RuntimeBuilder {
                 host_limits,
                 instance_slots: Arc::new(Semaphore::new(self.max_instances as usize)),
                 max_instances: self.max_instances as usize,
+                ready_stores: self.ready_stores,
+                background: Background::new(),
             }),
             call_limits: Arc::new(self.call_limits),
             disk_override: None,

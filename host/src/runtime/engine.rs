@@ -14,6 +14,7 @@ use wasmtime::component::Linker;
 use wasmtime::Engine;
 
 use super::artifacts::Artifacts;
+use super::background::Background;
 use super::bounds::HostLimits;
 use super::builder::RuntimeBuilder;
 use super::disk_cache::DiskCache;
@@ -42,10 +43,11 @@ impl Default for Limits {
 
 /// The default [`RuntimeBuilder::max_instances`]. The pooling allocator makes one guard
 /// page per possible concurrent call when it is created, which costs about 3 µs each (a
-/// pool of 4,096 took 11–14 ms, most of a cold `load_model().build()`); 1,024 keeps
-/// that near 3 ms. Long-running servers with more concurrent calls size it themselves
-/// ([`Runtime::configure_shared`]).
-pub const DEFAULT_MAX_INSTANCES: u32 = 1024;
+/// pool of 4,096 took 11–14 ms, 1,024 about 3–5 ms, most of a cold
+/// `load_model().build()`); 512 keeps that near 2 ms and still lets one stack run 128
+/// concurrent calls of two modules. Long-running servers with more concurrent calls size
+/// it themselves ([`Runtime::configure_shared`]; `arcllm serve` does).
+pub const DEFAULT_MAX_INSTANCES: u32 = 512;
 
 /// Why a [`Runtime`] could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,10 @@ pub(crate) struct RuntimeInner {
     /// One permit per instance that may be alive at once (`max_instances`).
     pub(super) instance_slots: Arc<Semaphore>,
     pub(super) max_instances: usize,
+    /// Never-used stores each stack keeps ready for its calls.
+    pub(crate) ready_stores: usize,
+    /// Where ready stores are made and finished stores dropped, off the request path.
+    pub(crate) background: Background,
 }
 
 impl RuntimeInner {
@@ -83,6 +89,12 @@ impl RuntimeInner {
         let count = u32::try_from(count).ok().filter(|&n| n as usize <= self.max_instances);
         let count = count.ok_or(self.max_instances)?;
         self.instance_slots.clone().acquire_many_owned(count).await.map_err(|_| self.max_instances)
+    }
+
+    /// `count` more instances if they may be alive now and no call waits for slots.
+    pub(crate) fn try_reserve_instances(&self, count: usize) -> Option<OwnedSemaphorePermit> {
+        let count = u32::try_from(count).ok()?;
+        self.instance_slots.clone().try_acquire_many_owned(count).ok()
     }
 
     /// How many instances may be alive at once.

@@ -32,7 +32,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     /// The settings of `Runtime::shared()`, which the built-ins are precompiled for.
     fn default() -> Self {
-        EngineSettings { memory_bytes: 64 << 20, wasm_stack_bytes: 512 << 10, pooling: Some(1024) }
+        EngineSettings { memory_bytes: 64 << 20, wasm_stack_bytes: 512 << 10, pooling: Some(512) }
     }
 }
 

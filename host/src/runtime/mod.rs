@@ -1,6 +1,7 @@
 //! The wasm runtime: loading modules and running stacks of them.
 
 mod artifacts;
+mod background;
 mod bounds;
 mod builder;
 mod disk_cache;
@@ -18,7 +19,7 @@ mod streams;
 pub mod wit;
 
 pub use bounds::HostLimits;
-pub use builder::RuntimeBuilder;
+pub use builder::{RuntimeBuilder, DEFAULT_READY_STORES};
 pub use disk_cache::{CacheError, DiskCache, CACHE_ENV};
 pub use engine::{Limits, Runtime, RuntimeError, DEFAULT_MAX_INSTANCES};
 pub use limits::{CallLimits, MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};

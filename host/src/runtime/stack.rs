@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use wasmtime::component::Resource;
 use wasmtime::Store;
@@ -106,14 +106,22 @@ impl Stack {
         &self.inner
     }
 
+    /// How many never-used stores, made ahead of calls, wait for this stack's calls
+    /// ([`RuntimeBuilder::ready_stores`](super::RuntimeBuilder::ready_stores)).
+    pub fn ready_stores(&self) -> usize {
+        self.pool.ready_len()
+    }
+
     /// A store for one call, with every layer instantiated and configured: an idle one if
-    /// the pool has one, else a fresh one. Returns it with the outermost instance.
+    /// the stack shares state and the pool has one, else a ready (never-used) one, else a
+    /// fresh one. Then has the background thread make the next ready store. Returns the
+    /// store with the outermost instance.
     async fn checkout(&self) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
-        let idle = if self.share_state { self.pool.take() } else { None };
-        let mut store = match idle {
+        let mut store = match self.pool.take(self.share_state) {
             Some(store) => store,
             None => self.instantiate().await?,
         };
+        self.refill();
         store.data_mut().begin_call();
         store.set_epoch_deadline(1);
         let outer = store.data().instances[0].clone();
@@ -121,11 +129,39 @@ impl Stack {
     }
 
     /// Returns a store whose call has ended to the pool (if the stack shares state and
-    /// nothing in it trapped); otherwise drops it, and the module state with it.
+    /// nothing in it trapped); otherwise it is dropped, and the module state with it, on the
+    /// background thread, which then tops the ready stores up (with the slots it freed).
     fn checkin(&self, store: Store<CallState>) {
-        if self.share_state {
-            self.pool.put(store);
+        let unkept = if self.share_state { self.pool.put(store) } else { Some(store) };
+        if let Some(store) = unkept {
+            self.runtime.inner.background.drop_later(store);
         }
+        self.refill();
+    }
+
+    /// Has the background thread top the pool up to its ready stores. A refill stops when
+    /// only it still holds the stack (a reload replaced it), when no instance slot is free
+    /// (calls come first), or when a store fails to start (a call's own start reports why).
+    fn refill(&self) {
+        let Some(refill) = self.pool.start_refill(self.modules.len()) else { return };
+        let stack = self.clone();
+        self.runtime.inner.background.spawn(async move {
+            let _refill = refill;
+            while Arc::strong_count(&stack.pool) > 1 && stack.pool.wants_ready(stack.modules.len()) {
+                let unkept = match stack.instantiate_now().await {
+                    None => break,
+                    Some(Ok(store)) => stack.pool.put_ready(store),
+                    Some(Err(e)) => {
+                        tracing::debug!("a ready store of `{}` failed: {e}", stack.modules[0].name);
+                        break;
+                    }
+                };
+                if let Some(unkept) = unkept {
+                    stack.runtime.inner.background.drop_later(unkept);
+                    break;
+                }
+            }
+        });
     }
 
     /// Creates a store and instantiates and configures every layer in it, once the stack's
@@ -152,6 +188,25 @@ impl Stack {
             .await
             .map_err(|_| too_many(self.runtime.inner.max_instances()))?;
         let slots = self.runtime.inner.reserve_instances(self.modules.len()).await.map_err(too_many)?;
+        self.start(share, slots).await
+    }
+
+    /// [`instantiate`](Self::instantiate) without waiting: `None` when the stack's share or
+    /// the runtime has no room now, or calls wait for slots.
+    async fn instantiate_now(&self) -> Option<Result<Store<CallState>, Error>> {
+        let count = u32::try_from(self.modules.len()).ok()?;
+        let share = self.share.clone().try_acquire_many_owned(count).ok()?;
+        let slots = self.runtime.inner.try_reserve_instances(self.modules.len())?;
+        Some(self.start(share, slots).await)
+    }
+
+    /// A store holding `share` and `slots`, with every layer started within the configure
+    /// timeout.
+    async fn start(
+        &self,
+        share: OwnedSemaphorePermit,
+        slots: OwnedSemaphorePermit,
+    ) -> Result<Store<CallState>, Error> {
         let state = CallState::new(
             slots,
             &self.runtime.inner,
@@ -223,7 +278,9 @@ impl Stack {
     /// running (or waiting on the host) when the deadline passed. The store is dropped.
     fn timed_out(&self, store: Store<CallState>) -> Error {
         let name = &self.modules[store.data().current].name;
-        limits::timeout_error(name, "did not finish the call", self.limits.call_timeout)
+        let error = limits::timeout_error(name, "did not finish the call", self.limits.call_timeout);
+        super::background::release(store);
+        error
     }
 
     /// The provider name as the outermost module reports it (through every layer).
