@@ -2,8 +2,11 @@
 //! in order through the host's registry and returns the first success. When every one
 //! fails, the primary (inner) error is returned unchanged.
 //!
-//! Fallback targets are bare adapters the host creates on first use, so a fallback never
-//! recurses into another fallback and a retry around it never multiplies.
+//! Fallback targets are adapters the host creates on first use, with no retry or fallback
+//! of their own, so a fallback never recurses and a retry around it never multiplies. When
+//! the stack has the built-in circuit breaker, the host puts each target behind it: a target
+//! whose breaker is open fails at once, with the breaker's error and no network call, and
+//! the walk moves on as after any failure.
 
 mod policy;
 
