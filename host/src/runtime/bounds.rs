@@ -157,23 +157,108 @@ pub(crate) struct StreamBoundExceeded {
     pub(crate) bytes: usize,
 }
 
-/// About how many bytes `event` holds: its text, plus a fixed size.
-pub(crate) fn event_bytes(event: &crate::stream::StreamEvent) -> usize {
-    use crate::stream::StreamEvent;
-    size_of::<StreamEvent>()
-        + match event {
-            StreamEvent::MessageStart { model } => model.len(),
-            StreamEvent::TextDelta(text) | StreamEvent::ThinkingDelta(text) => text.len(),
-            StreamEvent::ToolCallStart { id, name, .. } => id.len() + name.len(),
-            StreamEvent::ToolCallDelta { arguments, .. } => arguments.len(),
-            StreamEvent::Usage(_) => 0,
-            StreamEvent::Stop { metadata, .. } => metadata_bytes(metadata),
-        }
+/// What one stream event a module hands the host counts besides its text (the bound on
+/// splices, `HostLimits::stream_bytes_per_call`).
+pub(crate) const STREAM_EVENT_BYTES: usize = size_of::<crate::stream::StreamEvent>();
+
+/// What one metadata entry of a splice counts besides its key and value.
+pub(crate) const METADATA_ENTRY_BYTES: usize = size_of::<(String, String)>();
+
+/// Where one response a module returns went over the caps on it
+/// ([`MAX_RESPONSE_BYTES`](super::limits::MAX_RESPONSE_BYTES) and the metadata caps).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ResponseOver {
+    /// Content, thinking and tool calls together.
+    Text,
+    /// This many metadata entries.
+    MetadataEntries(usize),
+    /// Metadata keys and values together.
+    MetadataBytes,
 }
 
-/// Bytes of metadata entries, keys and values, with a fixed size per entry.
-pub(crate) fn metadata_bytes(metadata: &[(String, String)]) -> usize {
-    metadata.iter().map(|(k, v)| size_of::<(String, String)>() + k.len() + v.len()).sum()
+impl std::fmt::Display for ResponseOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use super::limits::{MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};
+        match self {
+            ResponseOver::Text => {
+                write!(f, "more than {MAX_RESPONSE_BYTES} bytes of content, thinking and tool calls")
+            }
+            ResponseOver::MetadataEntries(n) => {
+                write!(f, "{n} metadata entries (at most {MAX_METADATA_ENTRIES})")
+            }
+            ResponseOver::MetadataBytes => {
+                write!(f, "more than {MAX_METADATA_BYTES} bytes of metadata")
+            }
+        }
+    }
+}
+
+/// The caps on one response a module returns, counted piece by piece: while the response is
+/// copied out of the module's memory (each piece before it is copied, see `lazy_response`),
+/// or over a response already in hand ([`ResponseTally::of`]). One rule for both, so that
+/// what is refused does not depend on how the response was read. The first cap passed is
+/// the one reported; once one is, every later piece is refused too.
+#[derive(Default)]
+pub(crate) struct ResponseTally {
+    text: usize,
+    metadata: usize,
+    over: Option<ResponseOver>,
+}
+
+impl ResponseTally {
+    /// What one tool call counts besides its text: what the host holds for it.
+    pub(crate) const TOOL_CALL: usize = size_of::<crate::types::ToolCall>();
+
+    /// Counts `bytes` of content, thinking or tool calls; false once over the cap.
+    pub(crate) fn text(&mut self, bytes: usize) -> bool {
+        self.text = self.text.saturating_add(bytes);
+        self.within(self.text > super::limits::MAX_RESPONSE_BYTES, ResponseOver::Text)
+    }
+
+    /// Counts the number of metadata entries; false once over the cap.
+    pub(crate) fn metadata_entries(&mut self, entries: usize) -> bool {
+        let over = entries > super::limits::MAX_METADATA_ENTRIES;
+        self.within(over, ResponseOver::MetadataEntries(entries))
+    }
+
+    /// Counts `bytes` of metadata keys and values; false once over the cap.
+    pub(crate) fn metadata(&mut self, bytes: usize) -> bool {
+        self.metadata = self.metadata.saturating_add(bytes);
+        self.within(self.metadata > super::limits::MAX_METADATA_BYTES, ResponseOver::MetadataBytes)
+    }
+
+    /// The cap the response went over, if any.
+    pub(crate) fn over(&self) -> Option<ResponseOver> {
+        self.over
+    }
+
+    fn within(&mut self, over: bool, what: ResponseOver) -> bool {
+        if self.over.is_none() && over {
+            self.over = Some(what);
+        }
+        self.over.is_none()
+    }
+
+    /// The cap `response` is over, if any, counted in the order its fields come out of a
+    /// module: what the lazy copy (`lazy_response`) counts, written out for a whole response.
+    #[cfg(test)]
+    pub(crate) fn of(response: &crate::types::Response) -> Option<ResponseOver> {
+        let mut tally = ResponseTally::default();
+        tally.text(response.content.as_ref().map_or(0, String::len));
+        tally.text(response.tool_calls.len().saturating_mul(Self::TOOL_CALL));
+        for call in &response.tool_calls {
+            tally.text(call.id.len());
+            tally.text(call.name.len());
+            tally.text(call.arguments.len());
+        }
+        tally.text(response.thinking.as_ref().map_or(0, String::len));
+        tally.metadata_entries(response.metadata.len());
+        for (key, value) in &response.metadata {
+            tally.metadata(key.len());
+            tally.metadata(value.len());
+        }
+        tally.over()
+    }
 }
 
 /// About how many bytes `request` holds: its text, plus a fixed size per list element (so
@@ -241,6 +326,48 @@ mod tests {
         assert!(cut.starts_with(&"x".repeat(4096)), "{cut}");
         assert!(cut.ends_with("[cut: 4096 of 10000 bytes shown]"), "{cut}");
         assert_eq!(log_line("\n\n\n", 4), "\\n\\n … [cut: 2 of 3 bytes shown]");
+    }
+
+    #[test]
+    fn a_response_is_refused_for_the_first_cap_it_passes() {
+        use super::super::limits::{MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};
+        use crate::types::{Response, StopReason, ToolCall, Usage};
+        let usage = Usage {
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            cache_read_tokens: None,
+            cache_write_tokens: None,
+            reasoning_tokens: None,
+        };
+        let mut response = Response {
+            content: None,
+            tool_calls: Vec::new(),
+            usage,
+            model: String::new(),
+            stop_reason: StopReason::EndTurn,
+            thinking: None,
+            metadata: Vec::new(),
+        };
+        assert_eq!(ResponseTally::of(&response), None);
+        response.metadata = vec![("k".into(), "v".repeat(MAX_METADATA_BYTES)); MAX_METADATA_ENTRIES + 1];
+        assert_eq!(
+            ResponseTally::of(&response),
+            Some(ResponseOver::MetadataEntries(MAX_METADATA_ENTRIES + 1))
+        );
+        response.metadata.truncate(1);
+        assert_eq!(ResponseTally::of(&response), Some(ResponseOver::MetadataBytes));
+        // Text is counted first, as it comes first out of a module; tool calls count their
+        // bookkeeping too.
+        let call = ToolCall { id: String::new(), name: String::new(), arguments: String::new() };
+        response.tool_calls = vec![call; MAX_RESPONSE_BYTES / ResponseTally::TOOL_CALL + 1];
+        assert_eq!(ResponseTally::of(&response), Some(ResponseOver::Text));
+        response.tool_calls.clear();
+        response.content = Some("x".repeat(MAX_RESPONSE_BYTES));
+        response.metadata.clear();
+        assert_eq!(ResponseTally::of(&response), None, "the cap itself is allowed");
+        response.thinking = Some("y".into());
+        assert_eq!(ResponseTally::of(&response), Some(ResponseOver::Text));
     }
 
     #[test]

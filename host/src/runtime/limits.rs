@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::bounds::HostLimits;
+use super::bounds::{HostLimits, ResponseOver};
+use super::wit::Capped;
 use crate::types::{Error, ErrorKind, Response};
 
 /// Most bytes of text one response a module returns may carry: its content, thinking and
-/// tool calls together.
+/// tool calls together, each tool call counting 72 bytes more for what the host holds for
+/// it. Counted as the response is copied out of the module, which stops at the cap.
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// Most metadata entries one response a module returns may carry.
 pub const MAX_METADATA_ENTRIES: usize = 1024;
@@ -189,7 +191,7 @@ impl CallBudget {
         &mut self,
         name: &str,
         result: Result<T, Error>,
-    ) -> Result<T, Error> {
+    ) -> Result<T::Checked, Error> {
         let checked = match result {
             Ok(value) => value.check(name),
             Err(error) if error.kind == ErrorKind::Module && !self.issued.contains(&error) => {
@@ -206,44 +208,33 @@ impl CallBudget {
 
 /// What a module's export returns on success, checked against the caps.
 pub(crate) trait Returned: Sized {
-    fn check(self, module: &str) -> Result<Self, Error>;
+    /// What the host passes on.
+    type Checked;
+    fn check(self, module: &str) -> Result<Self::Checked, Error>;
 }
 
 impl Returned for () {
-    fn check(self, _module: &str) -> Result<Self, Error> {
+    type Checked = ();
+    fn check(self, _module: &str) -> Result<(), Error> {
         Ok(self)
     }
 }
 
-impl Returned for Response {
-    fn check(self, module: &str) -> Result<Self, Error> {
-        let text = self.content.as_ref().map_or(0, String::len)
-            + self.thinking.as_ref().map_or(0, String::len)
-            + self.tool_calls.iter().map(|c| c.id.len() + c.name.len() + c.arguments.len()).sum::<usize>();
-        let too_big = |what: String| {
-            Err(Error::new(
-                ErrorKind::Module,
-                module,
-                format!("module `{module}` returned a response over the limit: {what}"),
-            ))
-        };
-        if text > MAX_RESPONSE_BYTES {
-            return too_big(format!(
-                "{text} bytes of content, thinking and tool calls (at most {MAX_RESPONSE_BYTES})"
-            ));
-        }
-        if self.metadata.len() > MAX_METADATA_ENTRIES {
-            return too_big(format!(
-                "{} metadata entries (at most {MAX_METADATA_ENTRIES})",
-                self.metadata.len()
-            ));
-        }
-        let metadata: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if metadata > MAX_METADATA_BYTES {
-            return too_big(format!("{metadata} bytes of metadata (at most {MAX_METADATA_BYTES})"));
-        }
-        Ok(self)
+/// A response, whose caps were applied as it was copied out of the module.
+impl Returned for Capped {
+    type Checked = Response;
+    fn check(self, module: &str) -> Result<Response, Error> {
+        self.0.map_err(|over| over_the_caps(module, over))
     }
+}
+
+/// The error that replaces a response module `module` returned over the caps.
+pub(crate) fn over_the_caps(module: &str, over: ResponseOver) -> Error {
+    Error::new(
+        ErrorKind::Module,
+        module,
+        format!("module `{module}` returned a response over the limit: {over}"),
+    )
 }
 
 /// The error that replaces a `module` error module `name` made up.

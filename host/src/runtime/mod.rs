@@ -8,6 +8,7 @@ mod disk_cache;
 mod engine;
 mod engine_config;
 mod imports;
+mod lazy_response;
 mod limits;
 mod load_error;
 mod module;

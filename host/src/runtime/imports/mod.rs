@@ -11,6 +11,7 @@ use wasmtime::Engine;
 
 use super::sandbox::CallState;
 
+mod lazy_events;
 mod lazy_request;
 mod logging;
 mod provider;

@@ -8,11 +8,11 @@
 //! `invoke-stream` further out, if one is running.
 
 use tokio::time::Instant;
-use wasmtime::component::{Linker, Resource, ResourceType};
+use wasmtime::component::{Linker, Resource, ResourceType, WasmList};
 use wasmtime::StoreContextMut;
 
+use super::lazy_events::{self, LazyEvent, LazyMetadata};
 use super::Import;
-use crate::runtime::bounds::{event_bytes, metadata_bytes};
 use crate::runtime::sandbox::CallState;
 use crate::runtime::streams;
 use crate::runtime::wit::latest::arc::llm::streaming as wit;
@@ -41,18 +41,14 @@ fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
             })
         },
     )?;
+    // Lifted lazily and copied out only as far as the call's bounds allow: see
+    // `lazy_events`.
     instance.func_wrap(
         "[static]event-stream.splice",
         |mut store: StoreContextMut<'_, CallState>,
-         (head, rest, metadata): (
-            Vec<wit::StreamEvent>,
-            Option<Resource<HeldStream>>,
-            Vec<(String, String)>,
-        )| {
-            let head: Vec<StreamEvent> = head.into_iter().map(StreamEvent::from).collect();
-            let bytes = head.iter().map(event_bytes).sum::<usize>() + metadata_bytes(&metadata);
+         (head, rest, metadata): (WasmList<LazyEvent>, Option<Resource<HeldStream>>, LazyMetadata)| {
+            let (head, metadata) = lazy_events::copy_out(&mut store, &head, &metadata)?;
             let state = store.data_mut();
-            state.charge_stream(head.len() + 1, bytes)?;
             let rest = rest.map(|rest| state.take_stream(rest)).transpose()?;
             Ok((state.hold_stream(streams::splice(head, rest, metadata))?,))
         },
@@ -119,6 +115,7 @@ impl From<wit::StreamEvent> for StreamEvent {
 }
 
 impl crate::runtime::limits::Returned for Resource<HeldStream> {
+    type Checked = Self;
     fn check(self, _module: &str) -> Result<Self, Error> {
         Ok(self)
     }

@@ -15,12 +15,17 @@
 //! version can say more than an older one (a stop reason 0.2 does not have), the older
 //! module sees the nearest value it knows.
 
-use wasmtime::component::{ComponentType, InstancePre, Lift, Lower, Resource};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{
+    ComponentExportIndex, ComponentType, InstancePre, Lift, Lower, Resource, TypedFunc,
+};
 use wasmtime::AsContextMut;
 
+use super::bounds::ResponseOver;
 use super::imports::{HeldRequest, HeldStream};
+use super::lazy_response::LiftedResponse;
 use super::sandbox::CallState;
-use crate::types::{Error, Request, Response};
+use crate::types::{Error, Request, Response, StopReason};
 
 pub mod since_v0_2;
 pub mod since_v0_3;
@@ -129,18 +134,96 @@ fn compatibility_track(version: &str) -> Option<(u64, Option<u64>)> {
 /// A module compiled and type-checked against the version of the contract it was built
 /// for, ready to instantiate in any store.
 pub(crate) enum MiddlewarePre {
-    V0_2(since_v0_2::MiddlewarePre<CallState>),
-    V0_3(since_v0_3::MiddlewarePre<CallState>),
+    V0_2(Pre<since_v0_2::MiddlewareIndices, since_v0_2::arc::llm::types::StopReason>),
+    V0_3(Pre<since_v0_3::MiddlewareIndices, StopReason>),
+}
+
+/// `provider.invoke` with its answer lifted within the caps (`lazy_response`), for a
+/// version whose `stop-reason` is `S`. The error has the same shape in every version.
+pub(crate) type Invoke<S> = TypedFunc<(Resource<HeldRequest>,), (Result<LiftedResponse<S>, Error>,)>;
+
+/// One version's pre-instantiated module: its generated export indices, and `invoke`'s
+/// index, type-checked once here against the capped lift.
+pub(crate) struct Pre<I, S> {
+    instance_pre: InstancePre<CallState>,
+    indices: I,
+    invoke: ComponentExportIndex,
+    _stop_reason: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<I, S: Lift + 'static> Pre<I, S> {
+    /// Binds `instance_pre` with the generated `indices` of its version, whose provider
+    /// interface is `provider` (`arc:llm/provider@0.2.0`).
+    fn new(
+        instance_pre: InstancePre<CallState>,
+        indices: impl FnOnce(&InstancePre<CallState>) -> wasmtime::Result<I>,
+        provider: &str,
+    ) -> wasmtime::Result<Self> {
+        let indices = indices(&instance_pre)?;
+        let component = instance_pre.component();
+        let missing = || wasmtime::format_err!("no export `invoke` in `{provider}`");
+        let (_, interface) = component.get_export(None, provider).ok_or_else(missing)?;
+        let (item, invoke) = component.get_export(Some(&interface), "invoke").ok_or_else(missing)?;
+        match item {
+            ComponentItem::ComponentFunc(func) => func
+                .typecheck::<(Resource<HeldRequest>,), (Result<LiftedResponse<S>, Error>,)>(
+                    &instance_pre.instance_type(),
+                )
+                .map_err(|e| e.context("type-checking export func `invoke`"))?,
+            _ => return Err(wasmtime::format_err!("export `invoke` of `{provider}` is not a function")),
+        }
+        Ok(Pre { instance_pre, indices, invoke, _stop_reason: std::marker::PhantomData })
+    }
+
+    async fn instantiate_async<B>(
+        &self,
+        mut store: impl AsContextMut<Data = CallState>,
+        load: impl FnOnce(
+            &I,
+            &mut wasmtime::StoreContextMut<'_, CallState>,
+            &wasmtime::component::Instance,
+        ) -> wasmtime::Result<B>,
+    ) -> wasmtime::Result<(B, Invoke<S>)> {
+        let mut store = store.as_context_mut();
+        let instance = self.instance_pre.instantiate_async(&mut store).await?;
+        let bindings = load(&self.indices, &mut store, &instance)?;
+        let func = instance
+            .get_func(&mut store, self.invoke)
+            .ok_or_else(|| wasmtime::format_err!("export `invoke` missing from the instance"))?;
+        // SAFETY: `new` type-checked this export of this component against `Invoke<S>`.
+        let invoke = unsafe { Invoke::<S>::new_unchecked(func) };
+        Ok((bindings, invoke))
+    }
 }
 
 impl MiddlewarePre {
+    pub(crate) fn v0_2(pre: InstancePre<CallState>) -> wasmtime::Result<Self> {
+        let provider = since_v0_2::V0_2::interface("provider");
+        Ok(MiddlewarePre::V0_2(Pre::new(pre, since_v0_2::MiddlewareIndices::new, &provider)?))
+    }
+
+    pub(crate) fn v0_3(pre: InstancePre<CallState>) -> wasmtime::Result<Self> {
+        let provider = since_v0_3::V0_3::interface("provider");
+        Ok(MiddlewarePre::V0_3(Pre::new(pre, since_v0_3::MiddlewareIndices::new, &provider)?))
+    }
+
     pub(crate) async fn instantiate_async(
         &self,
         store: impl AsContextMut<Data = CallState>,
     ) -> wasmtime::Result<Middleware> {
         Ok(match self {
-            MiddlewarePre::V0_2(pre) => Middleware::V0_2(pre.instantiate_async(store).await?),
-            MiddlewarePre::V0_3(pre) => Middleware::V0_3(pre.instantiate_async(store).await?),
+            MiddlewarePre::V0_2(pre) => {
+                let (bindings, invoke) = pre
+                    .instantiate_async(store, |indices, store, instance| indices.load(store, instance))
+                    .await?;
+                Middleware::V0_2(bindings, invoke)
+            }
+            MiddlewarePre::V0_3(pre) => {
+                let (bindings, invoke) = pre
+                    .instantiate_async(store, |indices, store, instance| indices.load(store, instance))
+                    .await?;
+                Middleware::V0_3(bindings, invoke)
+            }
         })
     }
 }
@@ -148,8 +231,8 @@ impl MiddlewarePre {
 /// An instance of a module, whatever version of the contract it speaks. Its exports take
 /// and return the host's data model.
 pub(crate) enum Middleware {
-    V0_2(since_v0_2::Middleware),
-    V0_3(since_v0_3::Middleware),
+    V0_2(since_v0_2::Middleware, Invoke<since_v0_2::arc::llm::types::StopReason>),
+    V0_3(since_v0_3::Middleware, Invoke<StopReason>),
 }
 
 /// Runs `$call` on the bindings of whichever version `$self` speaks, one arm per supported
@@ -158,8 +241,8 @@ pub(crate) enum Middleware {
 macro_rules! each_version {
     ($self:expr, $instance:ident => $call:expr) => {
         match $self {
-            Middleware::V0_2($instance) => Ok(Lifted::lift($call?)),
-            Middleware::V0_3($instance) => Ok(Lifted::lift($call?)),
+            Middleware::V0_2($instance, _) => Ok(Lifted::lift($call?)),
+            Middleware::V0_3($instance, _) => Ok(Lifted::lift($call?)),
         }
     };
 }
@@ -182,17 +265,22 @@ impl<R: Into<T>, E: Into<Error>, T> Lifted<Result<T, Error>> for Result<R, E> {
 }
 
 impl Middleware {
+    /// The layer's `invoke`: its answer copied out only as far as the caps on a response
+    /// allow (`lazy_response`); one over them is the cap it went over.
     pub(crate) async fn call_invoke(
         &self,
         store: impl AsContextMut<Data = CallState>,
         request: Resource<HeldRequest>,
-    ) -> wasmtime::Result<Result<Response, Error>> {
-        each_version!(self, instance => instance.arc_llm_provider().call_invoke(store, request).await)
+    ) -> wasmtime::Result<Result<Capped, Error>> {
+        Ok(match self {
+            Middleware::V0_2(_, invoke) => invoke.call_async(store, (request,)).await?.0.map(Capped::new),
+            Middleware::V0_3(_, invoke) => invoke.call_async(store, (request,)).await?.0.map(Capped::new),
+        })
     }
 
     /// The layer's `invoke-stream`. A layer of a version without streams (0.2) serves a
     /// buffered `invoke` instead, whose answer the host replays as a stream: that layer, and
-    /// everything beneath it, answers whole.
+    /// everything beneath it, answers whole. Its answer is capped as `invoke`'s is.
     pub(crate) async fn call_invoke_stream(
         &self,
         mut store: impl AsContextMut<Data = CallState>,
@@ -200,18 +288,20 @@ impl Middleware {
         first_event_timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Result<Resource<HeldStream>, Error>> {
         match self {
-            Middleware::V0_2(instance) => {
-                let answer: Result<Response, Error> =
-                    Lifted::lift(instance.arc_llm_provider().call_invoke(&mut store, request).await?);
-                match answer {
+            Middleware::V0_2(..) => {
+                let answer = self.call_invoke(&mut store, request).await?;
+                let mut store = store.as_context_mut();
+                let state = store.data_mut();
+                let layer = state.modules[state.current].clone();
+                match state.budget.check_returned(&layer.name, answer) {
                     Ok(response) => {
                         let stream = crate::stream::from_response(response);
-                        Ok(Ok(store.as_context_mut().data_mut().hold_stream(stream)?))
+                        Ok(Ok(state.hold_stream(stream)?))
                     }
                     Err(error) => Ok(Err(error)),
                 }
             }
-            Middleware::V0_3(instance) => Ok(instance
+            Middleware::V0_3(instance, _) => Ok(instance
                 .arc_llm_provider()
                 .call_invoke_stream(store, request, first_event_timeout_ms)
                 .await?),
@@ -245,8 +335,18 @@ impl Middleware {
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
         match self {
-            Middleware::V0_2(instance) => instance.arc_llm_module().call_configure(store, config).await,
-            Middleware::V0_3(instance) => instance.arc_llm_module().call_configure(store, config).await,
+            Middleware::V0_2(instance, _) => instance.arc_llm_module().call_configure(store, config).await,
+            Middleware::V0_3(instance, _) => instance.arc_llm_module().call_configure(store, config).await,
         }
+    }
+}
+
+/// A response a module returned: copied out within the caps, or the cap it went over (see
+/// `CallBudget::check_returned`, which turns that into an error naming the module).
+pub(crate) struct Capped(pub(crate) Result<Response, ResponseOver>);
+
+impl Capped {
+    fn new<S: Into<StopReason>>(lifted: LiftedResponse<S>) -> Self {
+        Capped(lifted.into_response())
     }
 }

@@ -48,11 +48,8 @@ pub const VERSION: &str = version!();
 pub const WORLD: &str = arc_llm!("middleware");
 
 /// This version, as the host selects it for a module that names it.
-pub(super) const CONTRACT: super::Contract = super::Contract {
-    version: VERSION,
-    world: WORLD,
-    bind: |pre| Ok(super::MiddlewarePre::V0_3(MiddlewarePre::new(pre)?)),
-};
+pub(super) const CONTRACT: super::Contract =
+    super::Contract { version: VERSION, world: WORLD, bind: super::MiddlewarePre::v0_3 };
 
 /// This version's types, as the hand-linked imports speak them.
 pub(crate) struct V0_3;

@@ -26,11 +26,18 @@
 //!   (`hostile.previous`): state carried from one call into another;
 //! - `forge-module-error`: fails with an error of kind `module` naming `target`;
 //! - `echo-content`: returns the inner answer's content in metadata (`hostile.seen`);
+//! - `alias-response`: answers with `count` tool calls (`target` = `tool-calls`) or
+//!   metadata entries (`target` = `metadata`) whose strings all point at the same
+//!   `size`-byte string in its memory, so that copying the answer out whole takes `count`
+//!   × `size` bytes or more (see [`aliased`]);
 //! - `splice-flood` (streaming calls): makes `count` streams of one `size`-byte text event
-//!   each, keeping them (the bound on what modules hand the host in splices). In every
-//!   other mode a streaming call is answered with `invoke`, replayed.
+//!   each, keeping them (the bound on what modules hand the host in splices);
+//! - `alias-splice` (streaming calls): splices `count` text events (and `count` metadata
+//!   entries) that all point at the same `size`-byte string. In every other mode a
+//!   streaming call is answered with `invoke`, replayed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -67,6 +74,44 @@ fn first_user_text(request: &RequestHandle) -> String {
 }
 
 struct Hostile;
+
+/// The address range of the string that `aliased` strings share: never freed, however
+/// many of them are dropped (the bindings free every string of an answer after the call,
+/// and each alias would free the one string again).
+static ALIASED: (AtomicUsize, AtomicUsize) = (AtomicUsize::new(0), AtomicUsize::new(0));
+
+struct KeepAliased;
+
+// SAFETY: `System`'s allocator, but for frees inside `ALIASED`, which are skipped (a leak).
+unsafe impl GlobalAlloc for KeepAliased {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        let at = ptr as usize;
+        if at >= ALIASED.0.load(Ordering::Relaxed) && at < ALIASED.1.load(Ordering::Relaxed) {
+            return;
+        }
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: KeepAliased = KeepAliased;
+
+/// `count` strings that all are one `size`-byte string in memory: what a canonical-ABI
+/// list may hold, and no binding would make. Lifted whole, each is copied anew.
+fn aliased(size: usize, count: u64) -> Vec<String> {
+    let text = std::mem::ManuallyDrop::new("a".repeat(size));
+    let start = text.as_ptr() as usize;
+    ALIASED.0.store(start, Ordering::Relaxed);
+    ALIASED.1.store(start + size.max(1), Ordering::Relaxed);
+    // SAFETY: every copy is valid UTF-8 of `size` bytes at a live allocation that is never
+    // freed (see `KeepAliased`) and never written.
+    (0..count)
+        .map(|_| unsafe { String::from_raw_parts(text.as_ptr() as *mut u8, size, size) })
+        .collect()
+}
 
 /// The `request-handle` constructor as the core module imports it: a `request` record
 /// flattened into its messages and tools lists, the options' fields, one by one.
@@ -212,6 +257,18 @@ impl Guest for Hostile {
                 }
                 Ok(response)
             }
+            "alias-response" => {
+                let mut response = inner::invoke(request)?;
+                let mut texts = aliased(s.size, s.count * 3).into_iter();
+                let mut next = || texts.next().unwrap_or_default();
+                if s.target == "metadata" {
+                    response.metadata = (0..s.count).map(|i| (format!("hostile.{i}"), next())).collect();
+                } else {
+                    let call = |id, name, arguments| arcllm_module_sdk::ToolCall { id, name, arguments };
+                    response.tool_calls = (0..s.count).map(|_| call(next(), next(), next())).collect();
+                }
+                Ok(response)
+            }
             "reach" => registry::invoke(&s.target, request),
             "call-storm" => {
                 let mut last = inner::invoke(request);
@@ -254,6 +311,14 @@ impl Guest for Hostile {
             let kept: Vec<EventStream> =
                 (0..s.count).map(|_| EventStream::splice(std::slice::from_ref(&event), None, &[])).collect();
             return Ok(EventStream::splice(&[], kept.into_iter().last(), &[]));
+        }
+        if s.mode == "alias-splice" {
+            let mut texts = aliased(s.size, s.count * 2).into_iter();
+            let events: Vec<StreamEvent> = (0..s.count).map(|_| StreamEvent::TextDelta(texts.next().unwrap())).collect();
+            let metadata: Vec<(String, String)> =
+                (0..s.count).map(|i| (format!("hostile.{i}"), texts.next().unwrap())).collect();
+            let rest = inner::invoke_stream(request, None)?;
+            return Ok(EventStream::splice(&events, Some(rest), &metadata));
         }
         Ok(arcllm_module_sdk::replay(Self::invoke(request)?))
     }
