@@ -43,7 +43,7 @@ wit_bindgen::generate!({
 pub use arc::llm::logging::{self, Level};
 pub use arc::llm::provider as inner;
 pub use arc::llm::registry;
-pub use arc::llm::streaming::{EventStream, Stop, StreamEvent, ToolCallDelta, ToolCallStart};
+pub use arc::llm::streaming::{resumption_of, EventStream, Resumption, Stop, StreamEvent, ToolCallDelta, ToolCallStart};
 pub use arc::llm::types::*;
 pub use exports::arc::llm::module::Guest as ModuleGuest;
 pub use exports::arc::llm::provider::Guest;
@@ -134,6 +134,23 @@ pub fn pull_to_commit(stream: &EventStream, provider: &str) -> Result<commit::He
 pub fn hand_on(head: commit::Head<StreamEvent>, stream: EventStream, metadata: &[(String, String)]) -> EventStream {
     let rest = if head.ended { None } else { Some(stream) };
     EventStream::splice(&head.events, rest, metadata)
+}
+
+/// [`hand_on`], resumable: should the rest fail after the commit point, the host calls
+/// this module's `invoke-stream` again with `request` continued by the text delivered so
+/// far, and [`resumption_of`] returns `state` and the failure (see `event-stream.resumable`).
+/// A complete answer (`head.ended`) has nothing to resume and is handed on as it is.
+pub fn hand_on_resumable(
+    head: commit::Head<StreamEvent>,
+    stream: EventStream,
+    metadata: &[(String, String)],
+    request: &RequestHandle,
+    state: &[u8],
+) -> EventStream {
+    if head.ended {
+        return EventStream::splice(&head.events, None, metadata);
+    }
+    EventStream::resumable(&head.events, stream, metadata, request, state)
 }
 
 /// The events of a complete response, in stream order.

@@ -13,6 +13,7 @@ use super::limits::{self, CallBudget, CallLimits};
 use super::module::Module;
 use super::pool::StorePool;
 use super::registry::{EmptyRegistry, Registry};
+use super::resume;
 use super::sandbox::{CallState, RandomSource};
 use super::streams;
 use super::wit::Middleware;
@@ -289,7 +290,10 @@ impl Provider for Stack {
     /// whole, replayed as events). The layers run until the outermost returns its stream,
     /// which is once retry and fallback have seen the answer's first content (the commit
     /// point); the events after it flow from the adapter to the caller without entering
-    /// wasm, and the store is released then. The call deadline bounds the whole stream.
+    /// wasm, and the store is released then, unless a layer handed its stream on as
+    /// resumable: then the store is kept until the stream ends, to call that layer again
+    /// should the answer fail (`runtime::resume`). The call deadline bounds the whole
+    /// stream, resumptions included.
     async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
         if self.modules.is_empty() {
             return self.inner.invoke_stream(request).await;
@@ -311,11 +315,24 @@ impl Provider for Stack {
             Ok(handle) => store.data_mut().take_stream(handle).map_err(|e| store.data_mut().trapped(0, e)),
             Err(error) => Err(error),
         };
-        if store.data_mut().drop_request(held).is_ok() {
-            self.checkin(store);
-        }
+        let request_dropped = store.data_mut().drop_request(held).is_ok();
         let timeout =
             limits::timeout_error(&self.modules[0].name, "did not finish the call", self.limits.call_timeout);
+        if store.data().resume_armed {
+            if let Ok(stream) = stream {
+                // A layer may resume the answer: its instance must outlive the call.
+                let (pool, share_state) = (self.pool.clone(), self.share_state);
+                let done = move |store| {
+                    if share_state && request_dropped {
+                        pool.put(store);
+                    }
+                };
+                return Ok(streams::ends_by(resume::driven(store, stream, done), deadline, timeout));
+            }
+        }
+        if request_dropped {
+            self.checkin(store);
+        }
         Ok(streams::ends_by(stream?, deadline, timeout))
     }
 
