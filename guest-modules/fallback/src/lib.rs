@@ -41,19 +41,11 @@ impl Guest for Fallback {
             Err(error) => error,
         };
         let chain = CHAIN.get().map(Vec::as_slice).unwrap_or_default();
-        let walked = policy::walk(
-            chain,
-            &primary,
-            |last: &Error, target| log(Level::Warn, &format!("{}; falling back to {target}", last.summary())),
-            |target| registry::invoke(target, request),
-        );
-        match walked {
-            Walk::Answered { target, mut response } => {
-                response.add_metadata(METADATA_KEY, &chain[target]);
-                Ok(response)
-            }
-            Walk::Exhausted { failures } => Err(exhausted(primary, &failures, chain.len())),
-        }
+        let (target, mut response) = fall_back(chain, primary, Walking::Fallback, |target| {
+            registry::invoke(target, request)
+        })?;
+        response.add_metadata(METADATA_KEY, &chain[target]);
+        Ok(response)
     }
 
     /// The primary, then each target of the chain, is pulled up to its first content event
@@ -74,18 +66,10 @@ impl Guest for Fallback {
             Ok((head, stream)) => return Ok(hand_on_from(request, head, stream, &primary_name, 0, 0)),
             Err(error) => error,
         };
-        let walked = policy::walk(
-            chain,
-            &primary,
-            |last: &Error, target| log(Level::Warn, &format!("{}; falling back to {target}", last.summary())),
-            |target| open(registry::invoke_stream(target, request, first_event_timeout_ms), target),
-        );
-        match walked {
-            Walk::Answered { target, response: (head, stream) } => {
-                Ok(hand_on_from(request, head, stream, &chain[target], target + 1, 0))
-            }
-            Walk::Exhausted { failures } => Err(exhausted(primary, &failures, chain.len())),
-        }
+        let (target, (head, stream)) = fall_back(chain, primary, Walking::Fallback, |target| {
+            open(registry::invoke_stream(target, request, first_event_timeout_ms), target)
+        })?;
+        Ok(hand_on_from(request, head, stream, &chain[target], target + 1, 0))
     }
     arcllm_module_sdk::delegate_to_inner!();
 }
@@ -136,34 +120,48 @@ fn resume(
     };
     let next = (next as usize).min(chain.len());
     let rest = &chain[next..];
-    let walked = policy::walk(
-        rest,
-        &failure,
-        |last: &Error, target| log(Level::Warn, &format!("{}; resuming the answer on {target}", last.summary())),
-        |target| open(registry::invoke_stream(target, request, first_event_timeout_ms), target),
-    );
-    match walked {
-        Walk::Answered { target, response: (head, stream) } => {
-            Ok(hand_on_from(request, head, stream, &rest[target], next + target + 1, resumed + 1))
-        }
-        Walk::Exhausted { failures } => {
-            if let Some(last) = failures.last() {
-                log(Level::Error, &format!("{}; no target left to resume the answer on", last.summary()));
-            }
-            Err(failure)
-        }
-    }
+    let (target, (head, stream)) = fall_back(rest, failure, Walking::Resume, |target| {
+        open(registry::invoke_stream(target, request, first_event_timeout_ms), target)
+    })?;
+    Ok(hand_on_from(request, head, stream, &rest[target], next + target + 1, resumed + 1))
 }
 
-/// The primary error, once every fallback failed too.
-fn exhausted(primary: Error, failures: &[Error], chain: usize) -> Error {
-    if let Some(last) = failures.last() {
-        log(
-            Level::Error,
-            &format!("{}; all {chain} fallbacks failed, returning the primary error", last.summary()),
-        );
+/// Why the chain is walked: the primary failed, or an answer broke after its commit point.
+#[derive(Clone, Copy)]
+enum Walking {
+    Fallback,
+    Resume,
+}
+
+/// Walks `chain` after `first` failed, calling `call` for each target until one answers:
+/// that target's index and answer. When every one fails, `first` is returned unchanged.
+/// Each move on, and the end of the walk, is logged.
+fn fall_back<R>(
+    chain: &[String],
+    first: Error,
+    walking: Walking,
+    call: impl FnMut(&str) -> Result<R, Error>,
+) -> Result<(usize, R), Error> {
+    let moving = match walking {
+        Walking::Fallback => "falling back to",
+        Walking::Resume => "resuming the answer on",
+    };
+    let before = |last: &Error, target: &str| log(Level::Warn, &format!("{}; {moving} {target}", last.summary()));
+    match policy::walk(chain, &first, before, call) {
+        Walk::Answered { target, response } => Ok((target, response)),
+        Walk::Exhausted { failures } => {
+            if let Some(last) = failures.last() {
+                let outcome = match walking {
+                    Walking::Fallback => {
+                        format!("all {} fallbacks failed, returning the primary error", chain.len())
+                    }
+                    Walking::Resume => "no target left to resume the answer on".to_string(),
+                };
+                log(Level::Error, &format!("{}; {outcome}", last.summary()));
+            }
+            Err(first)
+        }
     }
-    primary
 }
 
 impl ModuleGuest for Fallback {

@@ -35,7 +35,7 @@ use arcllm_module_sdk::state::HostState;
 use arcllm_module_sdk::{config, shared};
 use arcllm_module_sdk::time::{now_ns, random_unit, sleep};
 use arcllm_module_sdk::{
-    export, hand_on, hand_on_resumable, inner, log, pull_to_commit, resumption_of, Error, ErrorKind, EventStream,
+    export, hand_on, hand_on_resumable, inner, log, pull_to_commit_from, resumption_of, Error, ErrorKind, EventStream,
     Guest, Level, ModuleGuest, RequestHandle, Response,
 };
 use budget::Verdict;
@@ -183,7 +183,7 @@ fn stream_from(
     let timeout = policy().first_event_timeout_ms(first_event_timeout_ms);
     let ((head, stream), attempt) = retrying(at, failed, || {
         let stream = inner::invoke_stream(request, timeout)?;
-        Ok((pull_to_commit(&stream, provider())?, stream))
+        Ok((pull_to_commit_from(&stream, || provider().to_string())?, stream))
     })?;
     let mut metadata = vec![("arcllm.retry.attempts".to_string(), attempt.to_string())];
     if !policy().resume {

@@ -115,6 +115,15 @@ impl StreamEvent {
 /// Pulls `stream` up to its commit point (see [`commit::pull_to_commit`]); a stream cut
 /// short before any content is a `connection` error from `provider`.
 pub fn pull_to_commit(stream: &EventStream, provider: &str) -> Result<commit::Head<StreamEvent>, Error> {
+    pull_to_commit_from(stream, || provider.to_string())
+}
+
+/// [`pull_to_commit`], asking `provider` for the provider's name only if the stream is cut
+/// short (a layer that would learn it through `inner::name` spares that call).
+pub fn pull_to_commit_from(
+    stream: &EventStream,
+    provider: impl FnOnce() -> String,
+) -> Result<commit::Head<StreamEvent>, Error> {
     commit::pull_to_commit(
         || stream.next(),
         || Error {
@@ -122,7 +131,7 @@ pub fn pull_to_commit(stream: &EventStream, provider: &str) -> Result<commit::He
             status: None,
             retry_after_ms: None,
             should_retry: None,
-            provider: provider.to_string(),
+            provider: provider(),
             message: "the stream ended before any content".into(),
             body: None,
         },

@@ -330,8 +330,10 @@ impl Provider for Stack {
                 return Ok(streams::ends_by(resume::driven(store, stream, done), deadline, timeout));
             }
         }
-        if request_dropped {
-            self.checkin(store);
+        if request_dropped && self.share_state {
+            self.pool.put(store);
+        } else {
+            drop_soon(store);
         }
         Ok(streams::ends_by(stream?, deadline, timeout))
     }
@@ -360,5 +362,17 @@ impl Provider for Stack {
         };
         self.checkin(store);
         result
+    }
+}
+
+/// Drops a streaming call's store without making the caller wait for it: the caller has
+/// its stream, and tearing the store's instances down (resetting their memory for the next
+/// call) costs about as much as everything before the stream's first event. The drop runs
+/// in a task of its own when a tokio runtime is at hand (the instance slots are free once
+/// it has run), else here.
+fn drop_soon(store: Store<CallState>) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move { drop(store) })),
+        Err(_) => drop(store),
     }
 }
