@@ -178,9 +178,12 @@ fn bench_stack(c: &mut Criterion) {
     let parsed = Arc::new(replay("openai-chat").replay(openai_body().chunks(READ)));
     let lazy: Arc<dyn Provider> =
         Arc::new(ReplayProvider { replay: replay("openai-chat"), body: Vec::new(), parsed: Some(parsed) });
-    let runtime = common::runtime(true, 100, false);
+    // Fresh instances for every call; and, for the `share_state` stack, a runtime that keeps
+    // idle stores (without one, `share_state` has nothing to reuse).
+    let (runtime, reusing) = (common::runtime(true, 100, false), common::runtime(true, 100, true));
     let stack = |inner: &Arc<dyn Provider>, share: bool| -> Arc<dyn Provider> {
-        Arc::new(rt.block_on(common::retry_fallback_chain(&runtime, inner.clone(), share)))
+        let runtime = if share { &reusing } else { &runtime };
+        Arc::new(rt.block_on(common::retry_fallback_chain(runtime, inner.clone(), share)))
     };
     let (parsing_stack, lazy_stack) = (stack(&parsing, false), stack(&lazy, false));
     let shared_stack = stack(&lazy, true);
