@@ -50,12 +50,14 @@ enum End {
 #[derive(Clone)]
 struct Leg {
     prefix: Option<&'static str>,
+    /// Reasoning streamed before the words (Anthropic format only).
+    thinking: Option<&'static str>,
     words: Vec<&'static str>,
     end: End,
 }
 
 fn leg(prefix: Option<&'static str>, words: &[&'static str], end: End) -> Leg {
-    Leg { prefix, words: words.to_vec(), end }
+    Leg { prefix, thinking: None, words: words.to_vec(), end }
 }
 
 /// A loopback vendor answering request n with leg n, recording every request body.
@@ -178,20 +180,39 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
                     "model": "claude-test", "content": [], "stop_reason": null,
                     "usage": {"input_tokens": 10, "output_tokens": 1}}}),
             ));
+            let mut index = 0;
+            if let Some(thinking) = leg.thinking {
+                out.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": 0,
+                           "content_block": {"type": "thinking", "thinking": ""}}),
+                ));
+                out.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0,
+                           "delta": {"type": "thinking_delta", "thinking": thinking}}),
+                ));
+                out.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+                index = 1;
+            }
             out.push(event(
                 "content_block_start",
-                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                json!({"type": "content_block_start", "index": index,
+                       "content_block": {"type": "text", "text": ""}}),
             ));
             for word in &leg.words {
                 out.push(event(
                     "content_block_delta",
-                    json!({"type": "content_block_delta", "index": 0,
+                    json!({"type": "content_block_delta", "index": index,
                            "delta": {"type": "text_delta", "text": word}}),
                 ));
             }
             match leg.end {
                 End::Finish => {
-                    out.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+                    out.push(event(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": index}),
+                    ));
                     out.push(event(
                         "message_delta",
                         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
@@ -430,4 +451,21 @@ async fn resume_is_validated_like_every_other_key() {
             .expect_err("a non-boolean resume is refused");
         assert!(error.to_string().contains("resume must be true or false"), "{module}: {error}");
     }
+}
+
+#[tokio::test]
+async fn an_answer_that_delivered_thinking_is_not_resumed() {
+    // Reasoning cannot be continued by a prefix: the failure ends the stream.
+    let mut first = leg(None, &HEAD, End::Cut);
+    first.thinking = Some("Let me think.");
+    let server =
+        vendor(Format::Anthropic, vec![first, leg(Some("The quick brown"), &TAIL, End::Finish)]).await;
+    let retry = format!(r#"{{"max_retries": 2, {FAST}, "resume": true}}"#);
+    let stack = make_stack(Format::Anthropic, &server.url, &retry, json!({}), None).await;
+    let items = drain(stack.invoke_stream(question()).await.unwrap()).await;
+    assert!(items.iter().any(|item| matches!(item, Ok(StreamEvent::ThinkingDelta(_)))));
+    assert_eq!(text(&items), "The quick brown");
+    let error = items.last().unwrap().as_ref().expect_err("the stream ends with the failure");
+    assert_eq!(error.kind, ErrorKind::Connection, "{error:?}");
+    assert_eq!(server.requests(), 1);
 }

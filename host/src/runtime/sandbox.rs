@@ -165,7 +165,11 @@ impl CallState {
         self.usage.stream_bytes = 0;
         self.usage.stream_events = 0;
         self.first_event_deadline = None;
-        self.resume_armed = false;
+        if self.resume_armed {
+            // A resumption an abandoned stream left queued must not reach this call.
+            self.resumes = resume::Queue::default();
+            self.resume_armed = false;
+        }
         self.resuming.clear();
     }
 
