@@ -71,10 +71,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, ApiError> {
     for (i, item) in items.iter().enumerate() {
         messages.push(message(&Fields::new(format!("messages[{i}]"), item)?)?);
     }
-    let mut tools = Vec::new();
-    for (i, item) in top.array("tools")?.into_iter().flatten().enumerate() {
-        tools.push(tool(&Fields::new(format!("tools[{i}]"), item)?)?);
-    }
+    let tools = top.each("tools", tool)?;
     let mut extra = Map::new();
     if let Some(top_p) = top.number("top_p")? {
         extra.insert("top_p".into(), json!(top_p));
@@ -131,9 +128,7 @@ fn message(f: &Fields) -> Result<Message, ApiError> {
             }
             (Role::User, "image") => {
                 b.only(&["type", "source", "cache_control"])?;
-                let source = b
-                    .object("source")?
-                    .ok_or_else(|| ApiError::invalid(format!("missing field `{}`", b.path("source"))))?;
+                let source = b.req_object("source")?;
                 if source.req_str("type")? != "base64" {
                     return Err(ApiError::invalid(format!("`{}` must be \"base64\"", source.path("type"))));
                 }
@@ -145,13 +140,7 @@ fn message(f: &Fields) -> Result<Message, ApiError> {
             }
             (Role::Assistant, "tool_use") => {
                 b.only(&["type", "id", "name", "input", "cache_control"])?;
-                let input = match b.get("input") {
-                    None => json!({}),
-                    Some(value @ Value::Object(_)) => value.clone(),
-                    Some(_) => {
-                        return Err(ApiError::invalid(format!("`{}` must be an object", b.path("input"))))
-                    }
-                };
+                let input = b.json_object("input", "an object")?.unwrap_or_else(|| json!({}));
                 out.push(ContentBlock::ToolUse(ToolUse {
                     id: b.req_str("id")?.to_string(),
                     name: b.req_str("name")?.to_string(),
@@ -215,20 +204,10 @@ fn tool(f: &Fields) -> Result<ToolDefinition, ApiError> {
             f.path("type")
         )));
     }
-    let schema = match f.get("input_schema") {
-        Some(value @ Value::Object(_)) => value.clone(),
-        _ => {
-            return Err(ApiError::invalid(format!(
-                "`{}` must be a JSON Schema object",
-                f.path("input_schema")
-            )))
-        }
-    };
-    Ok(ToolDefinition {
-        name: f.req_str("name")?.to_string(),
-        description: f.str("description")?.unwrap_or_default().to_string(),
-        parameters: schema.to_string(),
-    })
+    let schema = f.json_object("input_schema", "a JSON Schema object")?;
+    f.tool_definition(
+        schema.ok_or_else(|| ApiError::invalid(format!("missing field `{}`", f.path("input_schema"))))?,
+    )
 }
 
 fn stop_reason(reason: StopReason) -> &'static str {

@@ -4,6 +4,7 @@
 //! A field whose value is `null` counts as absent, as both vendors treat it. A field the
 //! front end does not know is refused (see the field tables in docs/gateway.md).
 
+use arcllm::types::ToolDefinition;
 use serde_json::{Map, Value};
 
 use crate::errors::ApiError;
@@ -116,6 +117,41 @@ impl<'a> Fields<'a> {
     /// An optional object.
     pub(crate) fn object(&self, key: &str) -> Result<Option<Fields<'a>>, ApiError> {
         self.get(key).map(|v| Fields::new(self.path(key), v)).transpose()
+    }
+
+    /// A required object.
+    pub(crate) fn req_object(&self, key: &str) -> Result<Fields<'a>, ApiError> {
+        self.object(key)?.ok_or_else(|| ApiError::invalid(format!("missing field `{}`", self.path(key))))
+    }
+
+    /// An optional object kept as JSON (a schema, a tool call's input); `what` names it in
+    /// the refusal of anything else.
+    pub(crate) fn json_object(&self, key: &str, what: &str) -> Result<Option<Value>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(value @ Value::Object(_)) => Ok(Some(value.clone())),
+            Some(_) => Err(self.wrong(key, what)),
+        }
+    }
+
+    /// Each object of the optional array `key`, read by `item`.
+    pub(crate) fn each<T>(
+        &self,
+        key: &str,
+        mut item: impl FnMut(&Fields) -> Result<T, ApiError>,
+    ) -> Result<Vec<T>, ApiError> {
+        let items = self.array(key)?.into_iter().flatten().enumerate();
+        items.map(|(i, value)| item(&Fields::new(format!("{}[{i}]", self.path(key)), value)?)).collect()
+    }
+
+    /// A tool definition: this object's `name` and `description`, and `schema` as its
+    /// parameters' JSON Schema.
+    pub(crate) fn tool_definition(&self, schema: Value) -> Result<ToolDefinition, ApiError> {
+        Ok(ToolDefinition {
+            name: self.req_str("name")?.to_string(),
+            description: self.str("description")?.unwrap_or_default().to_string(),
+            parameters: schema.to_string(),
+        })
     }
 
     /// Optional stop sequences: one string or an array of strings.

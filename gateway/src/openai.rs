@@ -68,10 +68,7 @@ pub fn decode(body: &[u8]) -> Result<Decoded, ApiError> {
     for (i, item) in items.iter().enumerate() {
         message(&Fields::new(format!("messages[{i}]"), item)?, &mut messages)?;
     }
-    let mut tools = Vec::new();
-    for (i, item) in top.array("tools")?.into_iter().flatten().enumerate() {
-        tools.push(tool(&Fields::new(format!("tools[{i}]"), item)?)?);
-    }
+    let tools = top.each("tools", tool)?;
     let mut extra = Map::new();
     if let Some(top_p) = top.number("top_p")? {
         extra.insert("top_p".into(), json!(top_p));
@@ -150,9 +147,7 @@ fn message(f: &Fields, out: &mut Vec<Message>) -> Result<(), ApiError> {
                 if c.str("type")?.is_some_and(|t| t != "function") {
                     return Err(ApiError::invalid(format!("`{}` must be \"function\"", c.path("type"))));
                 }
-                let function = c
-                    .object("function")?
-                    .ok_or_else(|| ApiError::invalid(format!("missing field `{}`", c.path("function"))))?;
+                let function = c.req_object("function")?;
                 function.only(&["name", "arguments"])?;
                 blocks.push(ContentBlock::ToolUse(ToolUse {
                     id: c.req_str("id")?.to_string(),
@@ -214,9 +209,7 @@ fn user_content(f: &Fields) -> Result<Content, ApiError> {
             }
             "image_url" => {
                 p.only(&["type", "image_url"])?;
-                let image = p
-                    .object("image_url")?
-                    .ok_or_else(|| ApiError::invalid(format!("missing field `{}`", p.path("image_url"))))?;
+                let image = p.req_object("image_url")?;
                 image.only(&["url", "detail"])?;
                 blocks.push(ContentBlock::Image(data_url(&image.path("url"), image.req_str("url")?)?));
             }
@@ -247,28 +240,13 @@ fn tool(f: &Fields) -> Result<ToolDefinition, ApiError> {
     if f.req_str("type")? != "function" {
         return Err(ApiError::invalid(format!("`{}` must be \"function\"", f.path("type"))));
     }
-    let function = f
-        .object("function")?
-        .ok_or_else(|| ApiError::invalid(format!("missing field `{}`", f.path("function"))))?;
+    let function = f.req_object("function")?;
     function.only(&["name", "description", "parameters", "strict"])?;
     if function.bool("strict")? == Some(true) {
         return Err(ApiError::invalid(format!("`{}: true` is not supported", function.path("strict"))));
     }
-    let parameters = match function.get("parameters") {
-        None => json!({"type": "object", "properties": {}}),
-        Some(value @ Value::Object(_)) => value.clone(),
-        Some(_) => {
-            return Err(ApiError::invalid(format!(
-                "`{}` must be a JSON Schema object",
-                function.path("parameters")
-            )))
-        }
-    };
-    Ok(ToolDefinition {
-        name: function.req_str("name")?.to_string(),
-        description: function.str("description")?.unwrap_or_default().to_string(),
-        parameters: parameters.to_string(),
-    })
+    let parameters = function.json_object("parameters", "a JSON Schema object")?;
+    function.tool_definition(parameters.unwrap_or_else(|| json!({"type": "object", "properties": {}})))
 }
 
 /// `finish_reason` for a stop reason. Chat Completions has fewer reasons than the contract:

@@ -63,6 +63,22 @@ impl Canned {
         }
     }
 
+    /// An OpenAI Chat Completions answer ("hi", 5 tokens) when `status` is 200, else
+    /// `status` with an OpenAI-style `server_error` body.
+    pub fn openai(status: u16) -> Self {
+        if status == 200 {
+            return Self::json(serde_json::json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+            }));
+        }
+        Self::status(
+            status,
+            serde_json::json!({"error": {"message": "down", "type": "server_error"}}).to_string(),
+        )
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self

@@ -7,6 +7,8 @@
 mod config;
 #[path = "../../guest-modules/circuit_breaker/src/policy.rs"]
 mod policy;
+#[path = "../../guest-modules/sdk/src/scope.rs"]
+mod scope;
 #[allow(dead_code)]
 #[path = "../../guest-modules/sdk/src/shared.rs"]
 mod shared;

@@ -7,6 +7,8 @@
 mod config;
 #[path = "../../guest-modules/rate_limit/src/policy.rs"]
 mod policy;
+#[path = "../../guest-modules/sdk/src/scope.rs"]
+mod scope;
 #[allow(dead_code)]
 #[path = "../../guest-modules/sdk/src/shared.rs"]
 mod shared;
@@ -16,7 +18,8 @@ mod support;
 use std::time::Duration;
 
 use arcllm::state::OnError;
-use policy::{Admission, Policy, Scope};
+use policy::{Admission, Policy};
+use scope::Scope;
 use support::HostState;
 
 fn policy(json: &str) -> Policy {

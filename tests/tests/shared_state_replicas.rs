@@ -12,20 +12,6 @@ use arcllm::types::*;
 use arcllm::{load_model, Model};
 use arcllm_tests::http::{Canned, MockServer};
 use arcllm_tests::redis::RedisServer;
-use serde_json::json;
-
-fn reply(status: u16) -> Canned {
-    let ok = Canned::json(json!({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
-    }));
-    if status == 200 {
-        ok
-    } else {
-        Canned { status, ..Canned::json(json!({"error": {"message": "down", "type": "server_error"}})) }
-    }
-}
 
 /// A config file with provider `primary` at `url` and `text` as its body.
 fn config(dir: &tempfile::TempDir, url: &str, text: &str) -> Config {
@@ -61,7 +47,7 @@ async fn call(model: &Model) -> Result<Response, Error> {
 #[tokio::test]
 async fn two_replicas_on_one_redis_stay_within_the_rate_limit_together() {
     let Some(redis) = RedisServer::start("two_replicas_stay_within_the_rate_limit") else { return };
-    let server = MockServer::start(reply(200)).await;
+    let server = MockServer::start(Canned::openai(200)).await;
     let dir = tempfile::tempdir().unwrap();
     // The first replica reads the server from config.toml's [state], as a deployment would.
     std::env::set_var("ARCLLM_TEST_REDIS_URL_RATE", redis.url());
@@ -93,7 +79,7 @@ async fn two_replicas_on_one_redis_stay_within_the_rate_limit_together() {
 #[tokio::test]
 async fn a_breaker_opened_by_one_replica_is_open_for_the_other() {
     let Some(redis) = RedisServer::start("a_breaker_opened_by_one_replica") else { return };
-    let server = MockServer::start(reply(503)).await;
+    let server = MockServer::start(Canned::openai(503)).await;
     let dir = tempfile::tempdir().unwrap();
     let text = "[modules.circuit_breaker]\nenabled = true\nfailure_threshold = 2\ncooldown_seconds = 30\n";
     let cfg = config(&dir, &server.url, text);
@@ -111,7 +97,8 @@ async fn a_breaker_opened_by_one_replica_is_open_for_the_other() {
 #[tokio::test]
 async fn open_breaker_sends_fallback_to_the_next_provider_without_a_call() {
     let Some(redis) = RedisServer::start("open_breaker_sends_fallback_on") else { return };
-    let (down, up) = (MockServer::start(reply(503)).await, MockServer::start(reply(200)).await);
+    let (down, up) =
+        (MockServer::start(Canned::openai(503)).await, MockServer::start(Canned::openai(200)).await);
     let dir = tempfile::tempdir().unwrap();
     let text = "[modules.fallback]\nenabled = true\nchain = [\"backup\"]\n\
                 [modules.circuit_breaker]\nenabled = true\nfailure_threshold = 1\ncooldown_seconds = 30\n";
@@ -135,7 +122,7 @@ async fn open_breaker_sends_fallback_to_the_next_provider_without_a_call() {
 #[tokio::test]
 async fn redis_killed_mid_run_calls_keep_flowing_when_open_and_are_refused_when_closed() {
     let Some(mut redis) = RedisServer::start("redis_killed_mid_run_calls_keep_flowing") else { return };
-    let server = MockServer::start(reply(200)).await;
+    let server = MockServer::start(Canned::openai(200)).await;
     let dir = tempfile::tempdir().unwrap();
     let text = "[modules.rate_limit]\nenabled = true\nrequests_per_minute = 1\nburst_capacity = 3\nmax_wait_seconds = 0\n\
                 [modules.circuit_breaker]\nenabled = true\n";

@@ -11,7 +11,7 @@ mod policy;
 use std::sync::OnceLock;
 
 use arcllm_module_sdk::state::HostState;
-use arcllm_module_sdk::{config, shared};
+use arcllm_module_sdk::{config, scope, shared};
 use arcllm_module_sdk::{
     export, inner, log, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
 };

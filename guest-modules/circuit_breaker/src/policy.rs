@@ -17,11 +17,12 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::scope::Scope;
 use crate::shared::{SharedState, Unavailable, Window};
 
 /// The keys of the module's table.
 pub const KEYS: [&str; 5] =
-    ["failure_threshold", "window_seconds", "cooldown_seconds", "failure_status_codes", "scope"];
+    ["failure_threshold", "window_seconds", "cooldown_seconds", "failure_status_codes", Scope::KEY];
 
 const OPEN: &[u8] = b"open";
 const PROBE: &[u8] = b"probe";
@@ -40,13 +41,6 @@ pub enum Outcome {
     Unreachable,
     /// Configuration, parse or module errors: not the provider's health.
     Other,
-}
-
-/// Which calls share a breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    Provider,
-    Model,
 }
 
 /// The module's settings, read from its table.
@@ -111,14 +105,7 @@ impl Policy {
                 Some(s) => Err(format!("{key} must be from 0.001 to 86400 seconds, got {s}")),
             }
         };
-        let scope = match config.get("scope") {
-            None => defaults.scope,
-            Some(v) => match v.as_str() {
-                Some("provider") => Scope::Provider,
-                Some("model") => Scope::Model,
-                _ => return Err(format!("scope must be \"provider\" or \"model\", got {v}")),
-            },
-        };
+        let scope = Scope::from_config(&config, defaults.scope)?;
         Ok(Policy {
             failure_threshold,
             window: seconds("window_seconds", defaults.window)?,
@@ -136,10 +123,7 @@ impl Policy {
 
     /// The breaker's name for calls to `provider`'s `model`.
     pub fn target(&self, provider: &str, model: &str) -> String {
-        match self.scope {
-            Scope::Provider => provider.to_string(),
-            Scope::Model => format!("{provider}/{model}"),
-        }
+        self.scope.target(provider, model)
     }
 
     /// Whether `outcome` counts as a failure of the provider.

@@ -6,8 +6,11 @@
 //! after it, a failure ends the stream, or with `resume = true` the answer is continued on
 //! the next target of the chain (the request carries the text delivered so far).
 //!
-//! Fallback targets are bare adapters the host creates on first use, so a fallback never
-//! recurses into another fallback and a retry around it never multiplies.
+//! Fallback targets are adapters the host creates on first use, with no retry or fallback
+//! of their own, so a fallback never recurses and a retry around it never multiplies. When
+//! the stack has the built-in circuit breaker, the host puts each target behind it: a target
+//! whose breaker is open fails at once, with the breaker's error and no network call, and
+//! the walk moves on as after any failure.
 
 mod policy;
 

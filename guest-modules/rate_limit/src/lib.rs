@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use arcllm_module_sdk::state::HostState;
 use arcllm_module_sdk::time::sleep;
-use arcllm_module_sdk::{config, shared};
+use arcllm_module_sdk::{config, scope, shared};
 use arcllm_module_sdk::{
     export, inner, log, Error, ErrorKind, Guest, Level, ModuleGuest, RequestHandle, Response,
 };
@@ -57,7 +57,6 @@ impl Guest for RateLimit {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let p = policy();
         let (provider, key) = provider_and_key();
-        let provider = provider.clone();
         match p.admit(&mut HostState, key, sleep) {
             Admission::Admitted { waited } if waited > Duration::ZERO => log(
                 Level::Warn,
@@ -72,12 +71,12 @@ impl Guest for RateLimit {
                     retry_after.as_secs_f64()
                 );
                 log(Level::Warn, &message);
-                return Err(limited(provider, message, retry_after));
+                return Err(limited(provider.clone(), message, retry_after));
             }
             Admission::Unavailable(why) => {
                 let message = format!("rate limit for {key} cannot be checked (shared state unavailable, on_error = \"closed\"): {why}");
                 log(Level::Error, &message);
-                return Err(limited(provider, message, Duration::from_secs(1)));
+                return Err(limited(provider.clone(), message, Duration::from_secs(1)));
             }
         }
         let response = inner::invoke(request)?;

@@ -12,26 +12,18 @@
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::scope::Scope;
 use crate::shared::{SharedState, Unavailable, Window};
 
 /// The keys of the module's table. `requests_per_minute` and `burst_capacity` are the ones
 /// the ArcLLM Python library's `[modules.rate_limit]` table has.
 pub const KEYS: [&str; 5] =
-    ["requests_per_minute", "burst_capacity", "tokens_per_minute", "max_wait_seconds", "scope"];
+    ["requests_per_minute", "burst_capacity", "tokens_per_minute", "max_wait_seconds", Scope::KEY];
 
 /// How often a call waiting on `tokens_per_minute` looks again.
 pub const TOKENS_RECHECK: Duration = Duration::from_secs(1);
 
 const MINUTE: Window = Window::Sliding(Duration::from_secs(60));
-
-/// Which calls share a bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// Every call to the provider (vendors limit per API key).
-    Provider,
-    /// Every call to the provider's model.
-    Model,
-}
 
 /// The module's settings, read from its table.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,14 +83,7 @@ impl Policy {
                 .and_then(|x| Duration::try_from_secs_f64(x).ok())
                 .ok_or_else(|| format!("max_wait_seconds must be a number >= 0, got {v}"))?,
         };
-        let scope = match config.get("scope") {
-            None => defaults.scope,
-            Some(v) => match v.as_str() {
-                Some("provider") => Scope::Provider,
-                Some("model") => Scope::Model,
-                _ => return Err(format!("scope must be \"provider\" or \"model\", got {v}")),
-            },
-        };
+        let scope = Scope::from_config(&config, defaults.scope)?;
         Ok(Policy {
             requests_per_minute,
             burst_capacity,
@@ -110,10 +95,7 @@ impl Policy {
 
     /// The bucket's key for calls to `provider`'s `model`.
     pub fn key(&self, provider: &str, model: &str) -> String {
-        match self.scope {
-            Scope::Provider => format!("rpm:{provider}"),
-            Scope::Model => format!("rpm:{provider}/{model}"),
-        }
+        format!("rpm:{}", self.scope.target(provider, model))
     }
 
     /// Waits (with `sleep`) until the call under `key` may go, or says why it may not.
@@ -124,11 +106,13 @@ impl Policy {
         mut sleep: impl FnMut(Duration),
     ) -> Admission {
         let refill = self.requests_per_minute / 60.0;
-        let tokens_key = tokens_key(key);
+        // Named only when it is counted: the common call makes no key at all.
+        let tokens = self.tokens_per_minute.map(|limit| (limit, tokens_key(key)));
         let mut waited = Duration::ZERO;
         loop {
-            if let Some(limit) = self.tokens_per_minute {
-                match state.read(&tokens_key, MINUTE) {
+            if let Some((limit, tokens_key)) = &tokens {
+                let limit = *limit;
+                match state.read(tokens_key, MINUTE) {
                     Err(Unavailable(why)) => return Admission::Unavailable(why),
                     Ok(used) if used as f64 >= limit => {
                         if waited + TOKENS_RECHECK > self.max_wait {

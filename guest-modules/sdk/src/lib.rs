@@ -50,6 +50,7 @@ pub use exports::arc::llm::provider::Guest;
 
 pub mod commit;
 pub mod config;
+pub mod scope;
 /// The shared-state operations as a plain-Rust trait (what policies are written against).
 pub mod shared;
 /// The host's `arc:llm/state` import behind [`shared::SharedState`].

@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::snapshot::RequestDefaults;
+use super::targets;
 use super::{plan, BuildError, PlannedModule, Setting, Snapshot, Sources, StackEntry};
 use crate::config::{Config, ConfigError, ModuleCode};
 use crate::providers::{ProviderCatalog, DEFAULT_PROVIDERS_DIR};
-use crate::runtime::{LazyRegistry, LoadError, Module, ModuleSource, RandomSource, Runtime, Stack};
+use crate::runtime::{LoadError, Module, ModuleSource, RandomSource, Runtime, Stack};
 use crate::state::StateStore;
 use crate::Provider;
 
@@ -127,13 +128,14 @@ impl Recipe {
         let provider: Arc<dyn Provider> = match runtime.filter(|_| !modules.is_empty()) {
             None => adapter,
             Some(runtime) => {
-                let registry = Arc::new(LazyRegistry::new(catalog.factory()));
                 let state = match &self.state {
                     Some(state) => state.clone(),
                     None => StateStore::shared(&config.state).map_err(|source| {
                         BuildError::Config(ConfigError::State { file: file.clone(), source })
                     })?,
                 };
+                let registry =
+                    Arc::new(targets::registry(&catalog, &runtime, &modules, &state, self.random.as_ref()));
                 let stack =
                     Stack::new(runtime, modules.clone(), adapter).with_registry(registry).with_state(state);
                 Arc::new(match &self.random {

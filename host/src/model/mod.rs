@@ -15,6 +15,7 @@ mod assemble;
 mod builder;
 mod setting;
 mod snapshot;
+mod targets;
 mod watch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
