@@ -10,7 +10,7 @@ mod policy;
 #[path = "../../guest-modules/sdk/src/target.rs"]
 mod target;
 
-use policy::{parse_chain, walk, Walk, MAX_CHAIN};
+use policy::{parse_chain, parse_resume, walk, Walk, MAX_CHAIN};
 
 #[test]
 fn the_chain_is_read_and_checked() {
@@ -32,6 +32,18 @@ fn the_chain_is_read_and_checked() {
         let error = parse_chain(json).expect_err(json);
         assert!(error.contains(phrase), "{json}: {error}");
     }
+}
+
+#[test]
+fn resume_is_opt_in_and_must_be_a_boolean() {
+    assert!(!parse_resume("{}").unwrap());
+    assert!(!parse_resume(r#"{"resume": null}"#).unwrap());
+    assert!(parse_resume(r#"{"chain": ["openai"], "resume": true}"#).unwrap());
+    assert_eq!(parse_chain(r#"{"chain": ["openai"], "resume": true}"#).unwrap(), ["openai"]);
+    let error = parse_resume(r#"{"resume": "yes"}"#).expect_err("a string is not a boolean");
+    assert!(error.contains("resume must be true or false"), "{error}");
+    let error = parse_chain(r#"{"resumes": true}"#).expect_err("unknown key");
+    assert!(error.contains("unknown key `resumes`") && error.contains("resume"), "{error}");
 }
 
 fn chain(targets: &[&str]) -> Vec<String> {

@@ -61,7 +61,8 @@ fn the_vendor_verdict_overrides_the_status_rule_but_never_for_400_401_403() {
 fn tables_are_validated_key_by_key() {
     let p = policy(
         r#"{"max_retries": 5, "backoff_base_seconds": 0.5, "max_wait_seconds": 8,
-            "retryable_status_codes": [503], "max_elapsed_seconds": 30, "first_token_timeout_seconds": 2.5}"#,
+            "retryable_status_codes": [503], "max_elapsed_seconds": 30, "first_token_timeout_seconds": 2.5,
+            "resume": true}"#,
     );
     assert_eq!(
         p,
@@ -73,8 +74,10 @@ fn tables_are_validated_key_by_key() {
             max_elapsed: Some(30.0),
             budget: None,
             first_token_timeout: Some(2.5),
+            resume: true,
         }
     );
+    assert!(!policy("{}").resume, "resuming is opt-in");
     assert!(p.is_retryable(&api(503)) && !p.is_retryable(&api(429)));
     // Null means unset: the default stays.
     assert_eq!(policy(r#"{"max_retries": null}"#).max_retries, 3);
@@ -85,6 +88,8 @@ fn tables_are_validated_key_by_key() {
         (r#"{"backoff_base_seconds": 0}"#, "backoff_base_seconds must be a number > 0"),
         (r#"{"max_wait_seconds": "soon"}"#, "max_wait_seconds must be a number > 0"),
         (r#"{"first_token_timeout_seconds": 0}"#, "first_token_timeout_seconds must be a number > 0"),
+        (r#"{"resume": "yes"}"#, "resume must be true or false"),
+        (r#"{"resume": 1}"#, "resume must be true or false"),
         (r#"{"retryable_status_codes": [503, 401]}"#, "must not contain 401"),
         (r#"{"retryable_status_codes": [99]}"#, "HTTP status codes (100-599)"),
         (r#"{"retryable_status_codes": 503}"#, "must be a list"),

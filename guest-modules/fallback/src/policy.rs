@@ -8,10 +8,19 @@ use crate::target;
 /// At most this many chain entries: a longer chain is a configuration mistake.
 pub const MAX_CHAIN: usize = 10;
 
+/// The keys of the module's table.
+pub const KEYS: [&str; 2] = ["chain", "resume"];
+
+/// Reads the module's `resume` (default: false): streaming calls that fail after their
+/// commit point are continued on the next target of the chain.
+pub fn parse_resume(text: &str) -> Result<bool, String> {
+    Config::parse(text)?.bool("resume", false)
+}
+
 /// Reads the module's table: `chain`, a list of provider targets (default: none).
 pub fn parse_chain(text: &str) -> Result<Vec<String>, String> {
     let config = Config::parse(text)?;
-    config.deny_unknown(&["chain"])?;
+    config.deny_unknown(&KEYS)?;
     let chain =
         config.list("chain", |v| v.as_str().map(str::to_owned), "provider names")?.unwrap_or_default();
     if chain.len() > MAX_CHAIN {

@@ -21,7 +21,9 @@
 //!   failure is returned without retry, and the module logs why.
 //! - streaming: an attempt counts as failed until its first content event (the commit
 //!   point), and `first_token_timeout_seconds` bounds the wait for it; after it nothing is
-//!   retried.
+//!   retried, unless `resume = true`: then a failure after it is retried like any other
+//!   (same attempts, waits and budget), with the request continued by the text delivered
+//!   so far, and the new attempt's stream continues the answer.
 
 mod budget;
 mod policy;
@@ -33,8 +35,8 @@ use arcllm_module_sdk::state::HostState;
 use arcllm_module_sdk::{config, shared};
 use arcllm_module_sdk::time::{now_ns, random_unit, sleep};
 use arcllm_module_sdk::{
-    export, hand_on, inner, log, pull_to_commit, Error, ErrorKind, EventStream, Guest, Level, ModuleGuest,
-    RequestHandle, Response,
+    export, hand_on, hand_on_resumable, inner, log, pull_to_commit_from, resumption_of, Error, ErrorKind, EventStream,
+    Guest, Level, ModuleGuest, RequestHandle, Response,
 };
 use budget::Verdict;
 use policy::{Failure, Kind, Policy};
@@ -65,24 +67,49 @@ fn failure(error: &Error) -> Failure {
 
 struct Retry;
 
+/// Where a call's attempts stand: the attempt running (from 1) and when the first began.
+#[derive(Clone, Copy)]
+struct Attempts {
+    attempt: u32,
+    started: u64,
+}
+
 /// Runs `call` until it succeeds, fails for good, or attempts run out, sleeping between
 /// attempts as the policy says. Returns the answer and the attempt that gave it.
-fn with_retries<T>(mut call: impl FnMut() -> Result<T, Error>) -> Result<(T, u32), Error> {
-    let s = policy();
-    let attempts = s.max_retries + 1;
-    let started = now_ns();
-    // The budget counts requests per provider; without one, no shared state is touched.
-    let provider = s.budget.as_ref().map(|budget| {
-        // An instance serves one stack, whose inner provider never changes.
-        let provider = PROVIDER.get_or_init(inner::name);
-        if let Err(why) = budget.request(&mut HostState, provider) {
+fn with_retries<T>(call: impl FnMut() -> Result<T, Error>) -> Result<(T, u32), Error> {
+    count_request();
+    retrying(Attempts { attempt: 1, started: now_ns() }, None, call)
+}
+
+/// Counts a new request against the retry budget. The budget counts requests per
+/// provider; without one, no shared state is touched.
+fn count_request() {
+    if let Some(budget) = &policy().budget {
+        if let Err(why) = budget.request(&mut HostState, provider()) {
             log(Level::Warn, &format!("retry budget: could not count this request: {}", why.0));
         }
-        provider
-    });
-    let mut attempt = 1;
+    }
+}
+
+/// The inner provider's name: an instance serves one stack, whose inner provider never
+/// changes.
+fn provider() -> &'static str {
+    PROVIDER.get_or_init(inner::name)
+}
+
+/// [`with_retries`] from where `at` says, after `failed` (the failure of attempt
+/// `at.attempt`) when given, else starting with a call.
+fn retrying<T>(
+    at: Attempts,
+    failed: Option<Error>,
+    mut call: impl FnMut() -> Result<T, Error>,
+) -> Result<(T, u32), Error> {
+    let s = policy();
+    let attempts = s.max_retries + 1;
+    let Attempts { mut attempt, started } = at;
+    let mut failed = failed;
     loop {
-        let error = match call() {
+        let error = match failed.take().map_or_else(&mut call, Err) {
             Ok(answer) => return Ok((answer, attempt)),
             Err(error) => error,
         };
@@ -90,12 +117,12 @@ fn with_retries<T>(mut call: impl FnMut() -> Result<T, Error>) -> Result<(T, u32
         if !s.is_retryable(&failure) {
             return Err(error);
         }
-        if attempt == attempts {
+        if attempt >= attempts {
             log(Level::Error, &format!("giving up after {attempts} attempts: {}", error.summary()));
             return Err(error);
         }
-        if let (Some(budget), Some(provider)) = (&s.budget, provider) {
-            if let Verdict::Denied { reason } = budget.allow_retry(&mut HostState, provider) {
+        if let Some(budget) = &s.budget {
+            if let Verdict::Denied { reason } = budget.allow_retry(&mut HostState, provider()) {
                 log(
                     Level::Warn,
                     &format!("not retrying after attempt {attempt} of {attempts}: {reason}: {}", error.summary()),
@@ -105,7 +132,7 @@ fn with_retries<T>(mut call: impl FnMut() -> Result<T, Error>) -> Result<(T, u32
         }
         let wait = s.wait_seconds(attempt - 1, &failure, random_unit);
         if let Some(limit) = s.max_elapsed {
-            let elapsed = (now_ns() - started) as f64 / 1e9;
+            let elapsed = now_ns().saturating_sub(started) as f64 / 1e9;
             if s.past_deadline(elapsed, wait) {
                 log(
                     Level::Error,
@@ -127,6 +154,48 @@ fn with_retries<T>(mut call: impl FnMut() -> Result<T, Error>) -> Result<(T, u32
     }
 }
 
+/// What a resumable stream carries for its resumption: the attempt that committed, when
+/// the first began, and how many times the answer has been resumed.
+fn encode(at: Attempts, resumed: u32) -> Vec<u8> {
+    let mut state = Vec::with_capacity(16);
+    state.extend_from_slice(&at.attempt.to_le_bytes());
+    state.extend_from_slice(&at.started.to_le_bytes());
+    state.extend_from_slice(&resumed.to_le_bytes());
+    state
+}
+
+fn decode(state: &[u8]) -> Option<(Attempts, u32)> {
+    let attempt = u32::from_le_bytes(state.get(0..4)?.try_into().ok()?);
+    let started = u64::from_le_bytes(state.get(4..12)?.try_into().ok()?);
+    let resumed = u32::from_le_bytes(state.get(12..16)?.try_into().ok()?);
+    Some((Attempts { attempt, started }, resumed))
+}
+
+/// Streams `request` from attempt `at` on (after `failed`, when resuming), and hands the
+/// committed attempt on: resumable when the table says `resume = true`.
+fn stream_from(
+    request: &RequestHandle,
+    first_event_timeout_ms: Option<u64>,
+    at: Attempts,
+    failed: Option<Error>,
+    resumed: u32,
+) -> Result<EventStream, Error> {
+    let timeout = policy().first_event_timeout_ms(first_event_timeout_ms);
+    let ((head, stream), attempt) = retrying(at, failed, || {
+        let stream = inner::invoke_stream(request, timeout)?;
+        Ok((pull_to_commit_from(&stream, || provider().to_string())?, stream))
+    })?;
+    let mut metadata = vec![("arcllm.retry.attempts".to_string(), attempt.to_string())];
+    if !policy().resume {
+        return Ok(hand_on(head, stream, &metadata));
+    }
+    if resumed > 0 {
+        metadata.push(("arcllm.retry.resumed".into(), resumed.to_string()));
+    }
+    let state = encode(Attempts { attempt, started: at.started }, resumed);
+    Ok(hand_on_resumable(head, stream, &metadata, request, &state))
+}
+
 impl Guest for Retry {
     fn invoke(request: &RequestHandle) -> Result<Response, Error> {
         let (mut response, attempt) = with_retries(|| inner::invoke(request))?;
@@ -137,14 +206,21 @@ impl Guest for Retry {
     /// Each attempt is pulled up to its first content event (the commit point): a failure
     /// before it, or no content within `first_token_timeout_seconds`, is retried like a
     /// failed call. The committed attempt is handed on with the rest of its stream, so what
-    /// follows never enters this module, and a later failure is the stream's own end.
+    /// follows never enters this module, and a later failure is the stream's own end;
+    /// with `resume = true` the host calls this again on such a failure, with the request
+    /// continued by the text delivered, and the answer goes on from the next attempt.
     fn invoke_stream(request: &RequestHandle, first_event_timeout_ms: Option<u64>) -> Result<EventStream, Error> {
-        let timeout = policy().first_event_timeout_ms(first_event_timeout_ms);
-        let ((head, stream), attempt) = with_retries(|| {
-            let stream = inner::invoke_stream(request, timeout)?;
-            Ok((pull_to_commit(&stream, &inner::name())?, stream))
-        })?;
-        Ok(hand_on(head, stream, &[("arcllm.retry.attempts".into(), attempt.to_string())]))
+        if policy().resume {
+            if let Some(resumption) = resumption_of(request) {
+                let Some((at, resumed)) = decode(&resumption.state) else {
+                    return Err(resumption.failure);
+                };
+                log(Level::Warn, &format!("resuming the answer after: {}", resumption.failure.summary()));
+                return stream_from(request, first_event_timeout_ms, at, Some(resumption.failure), resumed + 1);
+            }
+        }
+        count_request();
+        stream_from(request, first_event_timeout_ms, Attempts { attempt: 1, started: now_ns() }, None, 0)
     }
     arcllm_module_sdk::delegate_to_inner!();
 }

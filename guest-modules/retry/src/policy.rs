@@ -10,13 +10,14 @@ use crate::config::Config;
 pub const NEVER_RETRIED: [u16; 3] = [400, 401, 403];
 
 /// The keys of the module's table (besides the budget's, [`budget::KEYS`]).
-pub const KEYS: [&str; 6] = [
+pub const KEYS: [&str; 7] = [
     "max_retries",
     "backoff_base_seconds",
     "max_wait_seconds",
     "retryable_status_codes",
     "max_elapsed_seconds",
     "first_token_timeout_seconds",
+    "resume",
 ];
 
 /// What went wrong, as far as the retry decision needs to know.
@@ -57,6 +58,9 @@ pub struct Policy {
     /// Streaming calls: seconds within which an attempt must deliver its first content
     /// event, else it fails as a `timeout` (and is retried like one).
     pub first_token_timeout: Option<f64>,
+    /// Streaming calls: an answer that fails after its commit point is re-sent with the
+    /// text delivered so far as an assistant prefix and continued (within `max_retries`).
+    pub resume: bool,
 }
 
 impl Default for Policy {
@@ -69,6 +73,7 @@ impl Default for Policy {
             max_elapsed: None,
             budget: None,
             first_token_timeout: None,
+            resume: false,
         }
     }
 }
@@ -101,6 +106,7 @@ impl Policy {
             max_elapsed: config.positive_f64("max_elapsed_seconds")?,
             budget: Budget::from_config(&config)?,
             first_token_timeout: config.positive_f64("first_token_timeout_seconds")?,
+            resume: config.bool("resume", defaults.resume)?,
         })
     }
 

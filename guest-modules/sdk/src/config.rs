@@ -43,6 +43,14 @@ impl Config {
         }
     }
 
+    /// `true` or `false`.
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool, String> {
+        match self.get(key) {
+            None => Ok(default),
+            Some(v) => v.as_bool().ok_or_else(|| format!("{key} must be true or false, got {v}")),
+        }
+    }
+
     /// A number `> 0`.
     pub fn positive_f64(&self, key: &str) -> Result<Option<f64>, String> {
         match self.get(key) {

@@ -43,7 +43,7 @@ wit_bindgen::generate!({
 pub use arc::llm::logging::{self, Level};
 pub use arc::llm::provider as inner;
 pub use arc::llm::registry;
-pub use arc::llm::streaming::{EventStream, Stop, StreamEvent, ToolCallDelta, ToolCallStart};
+pub use arc::llm::streaming::{resumption_of, EventStream, Resumption, Stop, StreamEvent, ToolCallDelta, ToolCallStart};
 pub use arc::llm::types::*;
 pub use exports::arc::llm::module::Guest as ModuleGuest;
 pub use exports::arc::llm::provider::Guest;
@@ -116,6 +116,15 @@ impl StreamEvent {
 /// Pulls `stream` up to its commit point (see [`commit::pull_to_commit`]); a stream cut
 /// short before any content is a `connection` error from `provider`.
 pub fn pull_to_commit(stream: &EventStream, provider: &str) -> Result<commit::Head<StreamEvent>, Error> {
+    pull_to_commit_from(stream, || provider.to_string())
+}
+
+/// [`pull_to_commit`], asking `provider` for the provider's name only if the stream is cut
+/// short (a layer that would learn it through `inner::name` spares that call).
+pub fn pull_to_commit_from(
+    stream: &EventStream,
+    provider: impl FnOnce() -> String,
+) -> Result<commit::Head<StreamEvent>, Error> {
     commit::pull_to_commit(
         || stream.next(),
         || Error {
@@ -123,7 +132,7 @@ pub fn pull_to_commit(stream: &EventStream, provider: &str) -> Result<commit::He
             status: None,
             retry_after_ms: None,
             should_retry: None,
-            provider: provider.to_string(),
+            provider: provider(),
             message: "the stream ended before any content".into(),
             body: None,
         },
@@ -135,6 +144,23 @@ pub fn pull_to_commit(stream: &EventStream, provider: &str) -> Result<commit::He
 pub fn hand_on(head: commit::Head<StreamEvent>, stream: EventStream, metadata: &[(String, String)]) -> EventStream {
     let rest = if head.ended { None } else { Some(stream) };
     EventStream::splice(&head.events, rest, metadata)
+}
+
+/// [`hand_on`], resumable: should the rest fail after the commit point, the host calls
+/// this module's `invoke-stream` again with `request` continued by the text delivered so
+/// far, and [`resumption_of`] returns `state` and the failure (see `event-stream.resumable`).
+/// A complete answer (`head.ended`) has nothing to resume and is handed on as it is.
+pub fn hand_on_resumable(
+    head: commit::Head<StreamEvent>,
+    stream: EventStream,
+    metadata: &[(String, String)],
+    request: &RequestHandle,
+    state: &[u8],
+) -> EventStream {
+    if head.ended {
+        return EventStream::splice(&head.events, None, metadata);
+    }
+    EventStream::resumable(&head.events, stream, metadata, request, state)
 }
 
 /// The events of a complete response, in stream order.

@@ -14,6 +14,7 @@ mod load_error;
 mod module;
 mod pool;
 pub mod registry;
+mod resume;
 mod sandbox;
 mod stack;
 mod streams;

@@ -22,6 +22,7 @@ use super::imports::{self, HeldRequest, HeldStream};
 use super::limits::{CallBudget, LimitExceeded};
 use super::module::Module;
 use super::registry::Registry;
+use super::resume;
 use super::wit::Middleware;
 use crate::provider::Provider;
 use crate::state::StateStore;
@@ -79,6 +80,13 @@ pub(crate) struct CallState {
     /// While a layer's `invoke-stream` asked for a first event within a time: when that
     /// time is up. Every wait beneath it (on the vendor, on a stream) ends there.
     pub(crate) first_event_deadline: Option<tokio::time::Instant>,
+    /// A layer handed a stream on as resumable in this call: the stack keeps the store
+    /// until the stream ends, and pulls serve resumptions (`runtime::resume`).
+    pub(crate) resume_armed: bool,
+    /// Resumptions the call's resumable streams wait for.
+    pub(crate) resumes: resume::Queue,
+    /// The resumptions being served, innermost last (what `resumption-of` answers).
+    pub(crate) resuming: Vec<resume::Resuming>,
     /// The layer that trapped, once one has: the trap unwinds the whole call, and no
     /// instance of this store is entered again.
     trapped_layer: Option<usize>,
@@ -136,6 +144,9 @@ impl CallState {
             held_requests: 0,
             held_streams: 0,
             first_event_deadline: None,
+            resume_armed: false,
+            resumes: resume::Queue::default(),
+            resuming: Vec::new(),
             trapped_layer: None,
             budget,
             host_limits,
@@ -154,6 +165,12 @@ impl CallState {
         self.usage.stream_bytes = 0;
         self.usage.stream_events = 0;
         self.first_event_deadline = None;
+        if self.resume_armed {
+            // A resumption an abandoned stream left queued must not reach this call.
+            self.resumes = resume::Queue::default();
+            self.resume_armed = false;
+        }
+        self.resuming.clear();
     }
 
     /// Whether the store can serve another call: nothing trapped, and no request handle a

@@ -13,6 +13,7 @@ use super::limits::{self, CallBudget, CallLimits};
 use super::module::Module;
 use super::pool::StorePool;
 use super::registry::{EmptyRegistry, Registry};
+use super::resume;
 use super::sandbox::{CallState, RandomSource};
 use super::streams;
 use super::wit::Middleware;
@@ -223,13 +224,16 @@ impl Stack {
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().on_epoch());
         store.set_epoch_deadline(1);
         let limit = self.limits.configure_timeout;
-        match tokio::time::timeout(limit, self.start_layers(&mut store)).await {
-            Ok(started) => started.map(|()| store),
+        let failed = match tokio::time::timeout(limit, self.start_layers(&mut store)).await {
+            Ok(Ok(())) => return Ok(store),
+            Ok(Err(error)) => error,
             Err(_elapsed) => {
                 let name = &self.modules[store.data().current].name;
-                Err(limits::timeout_error(name, "did not start (instantiate and configure)", limit))
+                limits::timeout_error(name, "did not start (instantiate and configure)", limit)
             }
-        }
+        };
+        self.discard(store);
+        Err(failed)
     }
 
     /// Instantiates every layer in `store`, then configures each.
@@ -279,8 +283,15 @@ impl Stack {
     fn timed_out(&self, store: Store<CallState>) -> Error {
         let name = &self.modules[store.data().current].name;
         let error = limits::timeout_error(name, "did not finish the call", self.limits.call_timeout);
-        super::background::release(store);
+        self.discard(store);
         error
+    }
+
+    /// Drops `store`, which serves no further call, off the caller's path and in the order
+    /// that keeps the pool's count of instances true (see `background::release`). Every
+    /// store a call gave up goes here, or back to the pool through `checkin`.
+    fn discard(&self, store: Store<CallState>) {
+        self.runtime.inner.background.drop_later(store);
     }
 
     /// The provider name as the outermost module reports it (through every layer).
@@ -312,9 +323,9 @@ impl Stack {
         let Ok(answer) = tokio::time::timeout_at(deadline, ask(&outer, &mut store)).await else {
             return Err(self.timed_out(store));
         };
-        let answer = answer.map_err(|trap| store.data_mut().trapped(0, trap))?;
+        let answer = answer.map_err(|trap| store.data_mut().trapped(0, trap));
         self.checkin(store);
-        Ok(answer)
+        answer
     }
 }
 
@@ -327,7 +338,14 @@ impl Provider for Stack {
         let deadline = Instant::now() + self.limits.call_timeout;
         let (mut store, outer) = self.checkout_by(deadline).await?;
         // The request goes into the store's table once; every layer gets it by handle.
-        let held = store.data_mut().hold_request(request).map_err(|e| store.data_mut().trapped(0, e))?;
+        let held = match store.data_mut().hold_request(request) {
+            Ok(held) => held,
+            Err(e) => {
+                let error = store.data_mut().trapped(0, e);
+                self.discard(store);
+                return Err(error);
+            }
+        };
         let lent = Resource::new_borrow(held.rep());
         let Ok(result) = tokio::time::timeout_at(deadline, outer.call_invoke(&mut store, lent)).await else {
             return Err(self.timed_out(store));
@@ -336,8 +354,9 @@ impl Provider for Stack {
             Ok(answer) => store.data_mut().budget.check_returned(&self.modules[0].name, answer),
             Err(trap) => Err(store.data_mut().trapped(0, trap)),
         };
-        if store.data_mut().drop_request(held).is_ok() {
-            self.checkin(store);
+        match store.data_mut().drop_request(held) {
+            Ok(()) => self.checkin(store),
+            Err(_) => self.discard(store),
         }
         result
     }
@@ -346,14 +365,24 @@ impl Provider for Stack {
     /// whole, replayed as events). The layers run until the outermost returns its stream,
     /// which is once retry and fallback have seen the answer's first content (the commit
     /// point); the events after it flow from the adapter to the caller without entering
-    /// wasm, and the store is released then. The call deadline bounds the whole stream.
+    /// wasm, and the store is released then, unless a layer handed its stream on as
+    /// resumable: then the store is kept until the stream ends, to call that layer again
+    /// should the answer fail (`runtime::resume`). The call deadline bounds the whole
+    /// stream, resumptions included.
     async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
         if self.modules.is_empty() {
             return self.inner.invoke_stream(request).await;
         }
         let deadline = Instant::now() + self.limits.call_timeout;
         let (mut store, outer) = self.checkout_by(deadline).await?;
-        let held = store.data_mut().hold_request(request).map_err(|e| store.data_mut().trapped(0, e))?;
+        let held = match store.data_mut().hold_request(request) {
+            Ok(held) => held,
+            Err(e) => {
+                let error = store.data_mut().trapped(0, e);
+                self.discard(store);
+                return Err(error);
+            }
+        };
         let lent = Resource::new_borrow(held.rep());
         let Ok(result) =
             tokio::time::timeout_at(deadline, outer.call_invoke_stream(&mut store, lent, None)).await
@@ -368,11 +397,26 @@ impl Provider for Stack {
             Ok(handle) => store.data_mut().take_stream(handle).map_err(|e| store.data_mut().trapped(0, e)),
             Err(error) => Err(error),
         };
-        if store.data_mut().drop_request(held).is_ok() {
-            self.checkin(store);
-        }
+        let request_dropped = store.data_mut().drop_request(held).is_ok();
         let timeout =
             limits::timeout_error(&self.modules[0].name, "did not finish the call", self.limits.call_timeout);
+        if store.data().resume_armed {
+            if let Ok(stream) = stream {
+                // A layer may resume the answer: its instance must outlive the call.
+                let stack = self.clone();
+                let done = move |store| match request_dropped {
+                    true => stack.checkin(store),
+                    false => stack.discard(store),
+                };
+                return Ok(streams::ends_by(resume::driven(store, stream, done), deadline, timeout));
+            }
+        }
+        // The caller has its stream: tearing the store down (or topping the pool up) is not
+        // its wait.
+        match request_dropped {
+            true => self.checkin(store),
+            false => self.discard(store),
+        }
         Ok(streams::ends_by(stream?, deadline, timeout))
     }
 
@@ -402,3 +446,4 @@ impl Provider for Stack {
         result
     }
 }
+

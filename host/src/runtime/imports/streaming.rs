@@ -12,7 +12,9 @@ use wasmtime::component::{Linker, Resource, ResourceType, WasmList};
 use wasmtime::StoreContextMut;
 
 use super::lazy_events::{self, LazyEvent, LazyMetadata};
+use super::HeldRequest;
 use super::Import;
+use crate::runtime::resume;
 use crate::runtime::sandbox::CallState;
 use crate::runtime::streams;
 use crate::runtime::wit::latest::arc::llm::streaming as wit;
@@ -53,6 +55,45 @@ fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
             Ok((state.hold_stream(streams::splice(head, rest, metadata))?,))
         },
     )?;
+    instance.func_wrap(
+        "[static]event-stream.resumable",
+        |mut store: StoreContextMut<'_, CallState>,
+         (head, rest, metadata, request, resume_state): (
+            WasmList<LazyEvent>,
+            Resource<HeldStream>,
+            LazyMetadata,
+            Resource<HeldRequest>,
+            WasmList<u8>,
+        )| {
+            let (head, metadata) = lazy_events::copy_out(&mut store, &head, &metadata)?;
+            store.data_mut().charge_stream(0, resume_state.len())?;
+            let resume_state = resume_state.as_le_slice(&store).to_vec();
+            let state = store.data_mut();
+            let request = state.request(&request)?.clone();
+            let rest = state.take_stream(rest)?;
+            let spliced = streams::splice(head, Some(rest), metadata);
+            let provider = state.inner.name().to_string();
+            let stream = resume::resumable(
+                spliced,
+                state.current,
+                request,
+                resume_state,
+                state.resumes.clone(),
+                provider,
+            );
+            state.resume_armed = true;
+            Ok((state.hold_stream(stream)?,))
+        },
+    )?;
+    instance.func_wrap(
+        "resumption-of",
+        |store: StoreContextMut<'_, CallState>, (request,): (Resource<HeldRequest>,)| {
+            let state = store.data();
+            let resuming =
+                state.resuming.last().filter(|r| r.rep == request.rep() && r.layer == state.current);
+            Ok((resuming.map(|r| r.resumption.clone()),))
+        },
+    )?;
     Ok(())
 }
 
@@ -65,6 +106,25 @@ async fn next(
 ) -> wasmtime::Result<Option<Result<StreamEvent, Error>>> {
     use futures_util::StreamExt;
     let deadline = store.data().first_event_deadline;
+    if store.data().resume_armed {
+        // A stream beneath may need its layer called to resume it: pull with the store at hand.
+        let held = store.data_mut().stream(handle)?;
+        let mut stream = std::mem::replace(&mut held.0, Box::pin(futures_util::stream::empty()));
+        let item = match deadline {
+            None => resume::next_item(store, &mut stream).await,
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline, resume::next_item(store, &mut stream)).await {
+                    Ok(item) => item,
+                    Err(_elapsed) => {
+                        let provider = store.data().inner.name().to_string();
+                        return Ok(Some(Err(first_event_timeout(&provider))));
+                    }
+                }
+            }
+        };
+        store.data_mut().stream(handle)?.0 = stream;
+        return item;
+    }
     let held = store.data_mut().stream(handle)?;
     let Some(deadline) = deadline else {
         return Ok(held.0.next().await);
