@@ -180,3 +180,33 @@ fn an_explicit_config_path_that_exists_is_used_by_discover() {
     let err = Config::locate(Some(dir.path())).unwrap_err();
     assert!(matches!(err, ConfigError::Missing { rule: "--config", .. }), "{err}");
 }
+
+#[test]
+fn limits_must_be_positive_and_are_read_as_given() {
+    for (text, key) in [
+        ("[limits]\ncall_timeout_seconds = 0\n", "limits.call_timeout_seconds"),
+        ("[limits]\nconfigure_timeout_seconds = -1\n", "limits.configure_timeout_seconds"),
+        ("[limits]\ncompile_timeout_seconds = \"slow\"\n", "limits.compile_timeout_seconds"),
+        ("[limits]\ncall_timeout_seconds = 1e300\n", "limits.call_timeout_seconds"),
+        ("[limits]\nmax_calls_per_invoke = 0\n", "limits.max_calls_per_invoke"),
+        ("[limits]\nmax_module_bytes = 1.5\n", "limits.max_module_bytes"),
+        ("[limits]\nmax_log_lines_per_call = -3\n", "limits.max_log_lines_per_call"),
+    ] {
+        let message = error(text);
+        assert!(
+            message.contains(&format!("`{key}`")) && message.contains("must be a positive"),
+            "{text:?}: {message}"
+        );
+    }
+    assert!(error("[limits]\ncall_timeout = 1\n").contains("unknown key `call_timeout` in [limits]"));
+    let limits = load(
+        "[limits]\ncall_timeout_seconds = 2.5\nconfigure_timeout_seconds = 3\ncompile_timeout_seconds = 4\nmax_calls_per_invoke = 9\nmax_module_bytes = 1000\nmax_log_lines_per_call = 12\n",
+    )
+    .unwrap()
+    .limits;
+    assert_eq!(limits.call_timeout, std::time::Duration::from_millis(2500));
+    assert_eq!(limits.configure_timeout, std::time::Duration::from_secs(3));
+    assert_eq!(limits.compile_timeout, std::time::Duration::from_secs(4));
+    assert_eq!((limits.max_calls_per_invoke, limits.max_module_bytes), (9, 1000));
+    assert_eq!(limits.max_log_lines_per_call, Some(12));
+}
