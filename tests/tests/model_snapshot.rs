@@ -63,9 +63,19 @@ async fn a_held_snapshot_serves_calls_and_streams_through_its_stack_with_the_con
     let streamed =
         Collector::collect(snapshot.invoke_stream(request).await.expect("stream")).await.expect("events");
     assert_eq!(streamed.content.as_deref(), Some("hi there"));
-    // config.toml's defaults went out with both calls (the call set no options).
+    // The model itself is a provider too, calling whatever snapshot is current.
+    let provider: &dyn Provider = &model;
+    assert_eq!(provider.name(), "local");
+    provider.validate_config().await.expect("the model validates");
+    let request =
+        Request { messages: vec![Message::user("again")], tools: vec![], options: Options::default() };
+    assert_eq!(provider.invoke(request.clone()).await.expect("answer").content.as_deref(), Some("hi there"));
+    let streamed =
+        Collector::collect(provider.invoke_stream(request).await.expect("stream")).await.expect("events");
+    assert_eq!(streamed.content.as_deref(), Some("hi there"));
+    // config.toml's defaults went out with every call (none set options).
     let sent = server.requests();
-    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent.len(), 4, "{sent:?}");
     for request in &sent {
         assert_eq!(request.json["temperature"], 0.5, "{}", request.json);
         let max_tokens = request.json.get("max_tokens").or(request.json.get("max_completion_tokens"));
