@@ -148,3 +148,19 @@ fn with_the_state_down_open_admits_and_closed_refuses() {
     let Admission::Unavailable(why) = refused else { panic!("{refused:?}") };
     assert!(why.contains("unavailable"), "{why}");
 }
+
+#[test]
+fn with_the_state_down_and_closed_the_token_count_refuses_too() {
+    let p = policy(r#"{"requests_per_minute": 60, "tokens_per_minute": 1000}"#);
+    let mut closed = HostState::down("rate_limit", OnError::Closed);
+    // Reading the minute's tokens fails first: the call is refused before any bucket.
+    let refused = p.admit(&mut closed, "rpm:openai", |_| panic!("no wait without state"));
+    let Admission::Unavailable(why) = refused else { panic!("{refused:?}") };
+    assert!(why.contains("unavailable"), "{why}");
+    // Counting an answer's tokens reports the failure rather than losing it silently.
+    assert!(p.record_usage(&mut closed, "rpm:openai", 10).is_err());
+    // Without tokens_per_minute, or with no tokens used, nothing is written at all.
+    let plain = policy(r#"{"requests_per_minute": 60}"#);
+    assert!(plain.record_usage(&mut closed, "rpm:openai", 10).is_ok());
+    assert!(p.record_usage(&mut closed, "rpm:openai", 0).is_ok());
+}
