@@ -446,4 +446,3 @@ impl Provider for Stack {
         result
     }
 }
-
