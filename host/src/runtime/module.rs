@@ -330,7 +330,7 @@ fn default_reach(name: &str, source: &ModuleSource, config: &serde_json::Value) 
 }
 
 /// The inner provider of the load-time probe, which only configures the module.
-struct NotCalled;
+pub(crate) struct NotCalled;
 
 #[async_trait::async_trait]
 impl Provider for NotCalled {

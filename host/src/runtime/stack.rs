@@ -9,6 +9,7 @@ use wasmtime::component::Resource;
 use wasmtime::Store;
 
 use super::engine::Runtime;
+use super::imports::HeldRequest;
 use super::limits::{self, CallBudget, CallLimits};
 use super::module::Module;
 use super::pool::StorePool;
@@ -145,10 +146,16 @@ impl Stack {
     /// (calls come first), or when a store fails to start (a call's own start reports why).
     fn refill(&self) {
         let Some(refill) = self.pool.start_refill(self.modules.len()) else { return };
-        let stack = self.clone();
+        // The task may wait behind others on a busy machine: it must not keep a replaced
+        // stack (its adapter's connections, its pool's stores) alive meanwhile.
+        let weak = WeakStack::of(self);
         self.runtime.inner.background.spawn(async move {
             let _refill = refill;
-            while Arc::strong_count(&stack.pool) > 1 && stack.pool.wants_ready(stack.modules.len()) {
+            while let Some(stack) = weak.upgrade() {
+                // Only this task holds the stack: a reload replaced it.
+                if Arc::strong_count(&stack.pool) <= 1 || !stack.pool.wants_ready(stack.modules.len()) {
+                    break;
+                }
                 let unkept = match stack.instantiate_now().await {
                     None => break,
                     Some(Ok(store)) => stack.pool.put_ready(store),
@@ -278,6 +285,24 @@ impl Stack {
         }
     }
 
+    /// [`checkout_by`](Self::checkout_by), with `request` put in the store's table: it goes
+    /// in once, and every layer gets it by handle.
+    async fn checkout_holding(
+        &self,
+        deadline: Instant,
+        request: Request,
+    ) -> Result<(Store<CallState>, Arc<Middleware>, Resource<HeldRequest>), Error> {
+        let (mut store, outer) = self.checkout_by(deadline).await?;
+        match store.data_mut().hold_request(request) {
+            Ok(held) => Ok((store, outer, held)),
+            Err(e) => {
+                let error = store.data_mut().trapped(0, e);
+                self.discard(store);
+                Err(error)
+            }
+        }
+    }
+
     /// The error of a call that ran out of time in `store`: it names the layer that was
     /// running (or waiting on the host) when the deadline passed. The store is dropped.
     fn timed_out(&self, store: Store<CallState>) -> Error {
@@ -329,6 +354,41 @@ impl Stack {
     }
 }
 
+/// A [`Stack`] that does not keep its modules, adapter, registry or pool alive.
+struct WeakStack {
+    stack: Stack,
+    modules: std::sync::Weak<[Arc<Module>]>,
+    inner: std::sync::Weak<dyn Provider>,
+    registry: std::sync::Weak<dyn Registry>,
+    pool: std::sync::Weak<StorePool>,
+}
+
+impl WeakStack {
+    /// `stack`, with its modules, adapter, registry and pool held weakly (placeholders
+    /// stand in).
+    fn of(stack: &Stack) -> Self {
+        let mut held = stack.clone();
+        let modules = Arc::downgrade(&stack.modules);
+        held.modules = Arc::from(Vec::new());
+        let (inner, registry, pool) =
+            (Arc::downgrade(&stack.inner), Arc::downgrade(&stack.registry), Arc::downgrade(&stack.pool));
+        held.inner = Arc::new(super::module::NotCalled);
+        held.registry = Arc::new(EmptyRegistry);
+        held.pool = Arc::new(StorePool::new(&stack.runtime));
+        WeakStack { stack: held, modules, inner, registry, pool }
+    }
+
+    /// The stack, while something else still holds it.
+    fn upgrade(&self) -> Option<Stack> {
+        let mut stack = self.stack.clone();
+        stack.modules = self.modules.upgrade()?;
+        stack.inner = self.inner.upgrade()?;
+        stack.registry = self.registry.upgrade()?;
+        stack.pool = self.pool.upgrade()?;
+        Some(stack)
+    }
+}
+
 #[async_trait]
 impl Provider for Stack {
     async fn invoke(&self, request: Request) -> Result<Response, Error> {
@@ -336,16 +396,7 @@ impl Provider for Stack {
             return self.inner.invoke(request).await;
         }
         let deadline = Instant::now() + self.limits.call_timeout;
-        let (mut store, outer) = self.checkout_by(deadline).await?;
-        // The request goes into the store's table once; every layer gets it by handle.
-        let held = match store.data_mut().hold_request(request) {
-            Ok(held) => held,
-            Err(e) => {
-                let error = store.data_mut().trapped(0, e);
-                self.discard(store);
-                return Err(error);
-            }
-        };
+        let (mut store, outer, held) = self.checkout_holding(deadline, request).await?;
         let lent = Resource::new_borrow(held.rep());
         let Ok(result) = tokio::time::timeout_at(deadline, outer.call_invoke(&mut store, lent)).await else {
             return Err(self.timed_out(store));
@@ -374,15 +425,7 @@ impl Provider for Stack {
             return self.inner.invoke_stream(request).await;
         }
         let deadline = Instant::now() + self.limits.call_timeout;
-        let (mut store, outer) = self.checkout_by(deadline).await?;
-        let held = match store.data_mut().hold_request(request) {
-            Ok(held) => held,
-            Err(e) => {
-                let error = store.data_mut().trapped(0, e);
-                self.discard(store);
-                return Err(error);
-            }
-        };
+        let (mut store, outer, held) = self.checkout_holding(deadline, request).await?;
         let lent = Resource::new_borrow(held.rep());
         let Ok(result) =
             tokio::time::timeout_at(deadline, outer.call_invoke_stream(&mut store, lent, None)).await
