@@ -2,7 +2,7 @@
 //! stack's ready stores, `pool::StorePool`) on one low-priority thread per runtime, and
 //! dropping stores whose call has ended (returning an instance's memory to the pool resets
 //! its dirty pages, which a caller waiting for its answer should not pay for) in a task of
-//! their own.
+//! their own (`Stack::discard`).
 //!
 //! The thread is started on first use, so a process that never calls a module never has
 //! it, and ends when the runtime is dropped. On Linux it runs under `SCHED_IDLE`, so a
@@ -44,14 +44,6 @@ impl Background {
         match self.sender() {
             Some(sender) => sender.send(Box::pin(task)).is_ok(),
             None => false,
-        }
-    }
-
-    /// Drops `store` in a task of its own on the caller's tokio runtime, or now outside one.
-    pub(crate) fn drop_later(&self, store: Store<CallState>) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(async move { release(store) })),
-            Err(_) => release(store),
         }
     }
 }

@@ -135,10 +135,10 @@ impl Stack {
     /// background thread, which then tops the ready stores up (with the slots it freed).
     fn checkin(&self, store: Store<CallState>) {
         let unkept = if self.share_state { self.pool.put(store) } else { Some(store) };
-        if let Some(store) = unkept {
-            self.runtime.inner.background.drop_later(store);
+        match unkept {
+            Some(store) => self.discard(store),
+            None => self.refill(),
         }
-        self.refill();
     }
 
     /// Has the background thread top the pool up to its ready stores. A refill stops when
@@ -165,7 +165,7 @@ impl Stack {
                     }
                 };
                 if let Some(unkept) = unkept {
-                    stack.runtime.inner.background.drop_later(unkept);
+                    super::background::release(unkept);
                     break;
                 }
             }
@@ -312,11 +312,26 @@ impl Stack {
         error
     }
 
-    /// Drops `store`, which serves no further call, off the caller's path and in the order
-    /// that keeps the pool's count of instances true (see `background::release`). Every
-    /// store a call gave up goes here, or back to the pool through `checkin`.
+    /// Drops `store`, which serves no further call, in the order that keeps the pool's count
+    /// of instances true (see `background::release`), then tops the ready stores up with
+    /// the slots it freed. Every store a call gave up goes here, or back to the pool
+    /// through `checkin`. In a task of its own on the caller's tokio runtime, so the caller
+    /// does not wait for it (and never on the low-priority thread, which a busy machine may
+    /// not run for a while: a store keeps its slots, memory and modules until dropped).
     fn discard(&self, store: Store<CallState>) {
-        self.runtime.inner.background.drop_later(store);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let stack = self.clone();
+                drop(runtime.spawn(async move {
+                    super::background::release(store);
+                    stack.refill();
+                }));
+            }
+            Err(_) => {
+                super::background::release(store);
+                self.refill();
+            }
+        }
     }
 
     /// The provider name as the outermost module reports it (through every layer).
