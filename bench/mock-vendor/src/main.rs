@@ -7,6 +7,11 @@
 //! waits the service time, then sends `--chunks` content chunks `--chunk-delay-ms` apart,
 //! the stop chunk, a usage chunk when `stream_options.include_usage` asks for it, and
 //! `data: [DONE]`. The address it listens on is printed as the first line on stdout.
+//!
+//! Waits are timed by [`precise::sleep`], not tokio's timer: tokio fires a timer on the
+//! millisecond tick after its deadline, so a request that reaches the mock a few hundred
+//! microseconds later than another (one that went through a gateway) could wait a whole
+//! millisecond longer, and the gateway would be charged for the mock's rounding.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +26,8 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use clap::Parser;
 use serde_json::{json, Value};
+
+mod precise;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Mock OpenAI Chat Completions vendor for gateway benchmarks")]
@@ -105,7 +112,7 @@ async fn answer(mock: &Mock, service_ms: u64, body: &[u8]) -> Response {
     let stream = request["stream"].as_bool().unwrap_or(false);
     let include_usage = request["stream_options"]["include_usage"].as_bool().unwrap_or(false);
     if service_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(service_ms)).await;
+        precise::sleep(Duration::from_millis(service_ms)).await;
     }
     let usage = json!({"prompt_tokens": 12, "completion_tokens": mock.words.len(),
         "total_tokens": 12 + mock.words.len()});
@@ -145,7 +152,7 @@ async fn answer(mock: &Mock, service_ms: u64, body: &[u8]) -> Response {
         futures_util::stream::unfold((events.into_iter(), true), move |(mut rest, first)| async move {
             let event = rest.next()?;
             if !first && !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                precise::sleep(delay).await;
             }
             Some((Ok::<_, Infallible>(Bytes::from(event)), (rest, false)))
         });

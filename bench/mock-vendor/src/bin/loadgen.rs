@@ -11,9 +11,11 @@
 //! `--timeout`). Achieved requests per second: successes that ended within the window.
 //!
 //! Open loop corrects for coordinated omission: a request that could not be sent at its slot
-//! (the generator was held back) is timed from the slot, not from when it left. Tokio's timer
-//! has 1 ms resolution, so a request sent within `--slot-tolerance-us` of its slot is timed
-//! from when it was sent.
+//! (the generator was held back) is timed from the slot, not from when it left; one sent
+//! within `--slot-tolerance-us` of its slot is timed from when it was sent. Slots are waited
+//! for with the same precise timer as the mock's (`precise.rs`): tokio's timer fires on
+//! millisecond ticks, which at 1,000 RPS and above sent the requests in bursts, one burst
+//! per tick, and the bursts' queueing was most of Direct's own p99.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{json, Value};
+
+#[path = "../precise.rs"]
+mod precise;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Load generator for OpenAI Chat Completions gateways")]
@@ -54,7 +59,7 @@ struct Args {
     #[arg(long, default_value_t = 4096)]
     max_inflight: usize,
     /// Open loop: a request sent within this many µs of its slot is timed from when it was sent.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 500)]
     slot_tolerance_us: u64,
     /// Sent as `Authorization: Bearer <key>` (a gateway's own key).
     #[arg(long, default_value = "sk-bench")]
@@ -166,7 +171,7 @@ async fn run(args: Args) -> Result<Value, String> {
         let mut inflight = Vec::new();
         let mut slot = shared.t0;
         while slot < end {
-            tokio::time::sleep_until(slot.into()).await;
+            precise::sleep_until(slot).await;
             let permit =
                 permits.clone().acquire_owned().await.map_err(|e| format!("semaphore closed: {e}"))?;
             let now = Instant::now();
