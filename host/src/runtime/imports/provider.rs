@@ -7,6 +7,7 @@
 //! [`forward`] sets it to the callee for the duration of the call.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,6 +19,7 @@ use super::{HeldRequest, HeldStream, Import};
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::{for_each_version, Bindings, Middleware};
 use crate::types::{Error, ErrorKind};
+use crate::Provider;
 
 pub(super) const IMPORTS: &[Import] = &[Import {
     interface: "arc:llm/provider",
@@ -55,15 +57,9 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
                         // Within a streaming call's first-event window (under a 0.2 layer,
                         // which answers whole), the buffered call ends with the window.
                         let deadline = store.data().first_event_deadline;
-                        let answer = within_first_event_deadline(
-                            deadline,
-                            inner.name(),
-                            off_fiber(inner.name(), {
-                                let inner = inner.clone();
-                                async move { inner.invoke(request).await }
-                            }),
-                        )
-                        .await;
+                        let answer =
+                            call_native(inner, deadline, async move |inner| inner.invoke(request).await)
+                                .await;
                         resumed_after_wait(store);
                         if let Err(error) = &answer {
                             store.data_mut().budget.issue(error);
@@ -115,8 +111,7 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
                 },
                 async |store, ()| {
                     let inner = store.data().inner.clone();
-                    let name = inner.name().to_string();
-                    let answer = off_fiber(&name, async move { inner.validate_config().await }).await;
+                    let answer = call_native(inner, None, async |inner| inner.validate_config().await).await;
                     resumed_after_wait(store);
                     if let Err(error) = &answer {
                         store.data_mut().budget.issue(error);
@@ -162,14 +157,9 @@ fn add_invoke_stream(instance: &mut LinkerInstance<'_, CallState>) -> wasmtime::
                     async |store, request| {
                         let request = store.data().request(&request)?.clone();
                         let inner = store.data().inner.clone();
-                        let answer = within_first_event_deadline(
-                            deadline,
-                            inner.name(),
-                            off_fiber(inner.name(), {
-                                let inner = inner.clone();
-                                async move { inner.invoke_stream(request).await }
-                            }),
-                        )
+                        let answer = call_native(inner, deadline, async move |inner| {
+                            inner.invoke_stream(request).await
+                        })
                         .await;
                         resumed_after_wait(store);
                         match answer {
@@ -223,32 +213,41 @@ pub(super) fn resumed_after_wait(store: &mut StoreContextMut<'_, CallState>) {
     store.set_epoch_deadline(1);
 }
 
-/// Runs a call on the native provider as a task of its own on the caller's runtime, and
-/// waits for it. Polled here, the HTTP client's futures would run on the calling module's
-/// fiber stack, and a fiber stack keeps every page it ever touched: the adapter's frames
-/// took a fiber from 20 KiB resident to 40, which at 256 streams in flight (two fibers
-/// each) was 6 MiB of the gateway's memory (docs/benchmarks.md). Dropping the wait (a
-/// timeout, a consumer gone) aborts the task, so the upstream request is cancelled as
-/// before.
-async fn off_fiber<T: Send + 'static>(
-    provider: &str,
-    call: impl Future<Output = Result<T, Error>> + Send + 'static,
-) -> Result<T, Error> {
+/// Calls the native provider: `call` runs as a task of its own on the caller's runtime,
+/// and the fiber waits for it, until the first-event `deadline` if there is one. Polled
+/// on the fiber, the HTTP client's futures would run on the calling module's fiber stack,
+/// and a fiber stack keeps every page it ever touched: the adapter's frames took a fiber
+/// from 20 KiB resident to 40, which at 256 streams in flight (two fibers each) was 6 MiB
+/// of the gateway's memory (docs/benchmarks.md). Dropping the wait (a timeout, a consumer
+/// gone) aborts the task, so the upstream request is cancelled as before.
+async fn call_native<T, F>(
+    inner: Arc<dyn Provider>,
+    deadline: Option<Instant>,
+    call: impl FnOnce(Arc<dyn Provider>) -> F,
+) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+{
     struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
     impl<T> Drop for AbortOnDrop<T> {
         fn drop(&mut self) {
             self.0.abort();
         }
     }
-    let mut task = AbortOnDrop(tokio::spawn(call));
-    match (&mut task.0).await {
-        Ok(answer) => answer,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Only a runtime shutting down cancels the task while it is awaited here.
-        Err(_) => Err(Error::new(
-            ErrorKind::Connection,
-            provider,
-            format!("the call to `{provider}` was cancelled: the runtime is shutting down"),
-        )),
-    }
+    let mut task = AbortOnDrop(tokio::spawn(call(inner.clone())));
+    let provider = inner.name();
+    let joined = async {
+        match (&mut task.0).await {
+            Ok(answer) => answer,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Only a runtime shutting down cancels the task while it is awaited here.
+            Err(_) => Err(Error::new(
+                ErrorKind::Connection,
+                provider,
+                format!("the call to `{provider}` was cancelled: the runtime is shutting down"),
+            )),
+        }
+    };
+    within_first_event_deadline(deadline, provider, joined).await
 }
