@@ -32,7 +32,13 @@ use crate::types::{Error, Request, Response};
 /// cleanly is kept for a later call
 /// ([`RuntimeBuilder::max_idle_instances`](super::RuntimeBuilder::max_idle_instances)).
 #[derive(Clone)]
-pub struct Stack {
+pub struct Stack(Arc<Parts>);
+
+/// What a stack is made of, behind one `Arc`: a clone of the stack is one count, and a
+/// queued refill holds a `Weak` to it, so that it keeps no replaced stack (its adapter's
+/// connections, its pool's stores, its compiled modules) alive.
+#[derive(Clone)]
+struct Parts {
     runtime: Runtime,
     modules: Arc<[Arc<Module>]>,
     inner: Arc<dyn Provider>,
@@ -55,7 +61,7 @@ impl Stack {
         let max = runtime.inner.max_instances();
         let share = limits.max_instances_per_stack.unwrap_or(max / 2).min(max).max(modules.len());
         let share_state = !modules.is_empty() && modules.iter().all(|m| m.share_state);
-        Stack {
+        Stack(Arc::new(Parts {
             runtime,
             share_state,
             modules: modules.into(),
@@ -66,52 +72,55 @@ impl Stack {
             pool,
             limits,
             share: Arc::new(Semaphore::new(share)),
-        }
+        }))
     }
 
     /// The registry that serves the modules' `arc:llm/registry` import (fallback targets).
-    pub fn with_registry(mut self, registry: Arc<dyn Registry>) -> Self {
-        self.registry = registry;
-        self.pool = Arc::new(StorePool::new(&self.runtime));
-        self
+    pub fn with_registry(self, registry: Arc<dyn Registry>) -> Self {
+        self.changed(|parts| parts.registry = registry)
     }
 
     /// The shared state the modules' `arc:llm/state` import serves (default: the
     /// process-wide in-process store, [`StateStore::process_default`]).
-    pub fn with_state(mut self, state: StateStore) -> Self {
-        self.state = state;
-        self.pool = Arc::new(StorePool::new(&self.runtime));
-        self
+    pub fn with_state(self, state: StateStore) -> Self {
+        self.changed(|parts| parts.state = state)
     }
 
     /// Where the modules' WASI randomness comes from (default: the OS, through a CSPRNG
     /// per store). Tests pass a constant source to make the retry module's jitter exact.
-    pub fn with_random(mut self, random: RandomSource) -> Self {
-        self.random = random;
-        self.pool = Arc::new(StorePool::new(&self.runtime));
+    pub fn with_random(self, random: RandomSource) -> Self {
+        self.changed(|parts| parts.random = random)
+    }
+
+    /// This stack with `change` made, and a pool of its own: stores made before the
+    /// change serve only the stack they were made for.
+    fn changed(mut self, change: impl FnOnce(&mut Parts)) -> Self {
+        let parts = Arc::make_mut(&mut self.0);
+        change(parts);
+        parts.pool = Arc::new(StorePool::new(&parts.runtime));
         self
     }
 
     /// The modules, outermost first.
     pub fn modules(&self) -> &[Arc<Module>] {
-        &self.modules
+        &self.0.modules
     }
 
     /// Whether calls may reuse instances an earlier call left: only when every module
     /// opted in to sharing state.
     pub fn shares_state(&self) -> bool {
-        self.share_state
+        self.0.share_state
     }
 
     /// The provider at the bottom of the stack.
     pub fn inner(&self) -> &Arc<dyn Provider> {
-        &self.inner
+        &self.0.inner
     }
 
     /// How many never-used stores, made ahead of calls, wait for this stack's calls
     /// ([`RuntimeBuilder::ready_stores`](super::RuntimeBuilder::ready_stores)).
     pub fn ready_stores(&self) -> usize {
-        self.pool.ready_len()
+        self.0.pool.ready_len()
     }
 
     /// A store for one call, with every layer instantiated and configured: an idle one if
@@ -119,7 +128,7 @@ impl Stack {
     /// fresh one. Then has the background thread make the next ready store. Returns the
     /// store with the outermost instance.
     async fn checkout(&self) -> Result<(Store<CallState>, Arc<Middleware>), Error> {
-        let mut store = match self.pool.take(self.share_state) {
+        let mut store = match self.0.pool.take(self.0.share_state) {
             Some(store) => store,
             None => self.instantiate().await?,
         };
@@ -134,7 +143,7 @@ impl Stack {
     /// nothing in it trapped); otherwise it is dropped, and the module state with it, on the
     /// background thread, which then tops the ready stores up (with the slots it freed).
     fn checkin(&self, store: Store<CallState>) {
-        let unkept = if self.share_state { self.pool.put(store) } else { Some(store) };
+        let unkept = if self.0.share_state { self.0.pool.put(store) } else { Some(store) };
         match unkept {
             Some(store) => self.discard(store),
             None => self.refill(),
@@ -145,22 +154,22 @@ impl Stack {
     /// only it still holds the stack (a reload replaced it), when no instance slot is free
     /// (calls come first), or when a store fails to start (a call's own start reports why).
     fn refill(&self) {
-        let Some(refill) = self.pool.start_refill(self.modules.len()) else { return };
+        let Some(refill) = self.0.pool.start_refill(self.0.modules.len()) else { return };
         // The task may wait behind others on a busy machine: it must not keep a replaced
         // stack (its adapter's connections, its pool's stores) alive meanwhile.
-        let weak = WeakStack::of(self);
-        self.runtime.inner.background.spawn(async move {
+        let weak = Arc::downgrade(&self.0);
+        self.0.runtime.inner.background.spawn(async move {
             let _refill = refill;
-            while let Some(stack) = weak.upgrade() {
+            while let Some(stack) = weak.upgrade().map(Stack) {
                 // Only this task holds the stack: a reload replaced it.
-                if Arc::strong_count(&stack.pool) <= 1 || !stack.pool.wants_ready(stack.modules.len()) {
+                if Arc::strong_count(&stack.0) <= 1 || !stack.0.pool.wants_ready(stack.0.modules.len()) {
                     break;
                 }
                 let unkept = match stack.instantiate_now().await {
                     None => break,
-                    Some(Ok(store)) => stack.pool.put_ready(store),
+                    Some(Ok(store)) => stack.0.pool.put_ready(store),
                     Some(Err(e)) => {
-                        tracing::debug!("a ready store of `{}` failed: {e}", stack.modules[0].name);
+                        tracing::debug!("a ready store of `{}` failed: {e}", stack.0.modules[0].name);
                         break;
                     }
                 };
@@ -180,31 +189,32 @@ impl Stack {
     pub(crate) async fn instantiate(&self) -> Result<Store<CallState>, Error> {
         let too_many = |max: usize| {
             Error::config(
-                &self.modules[0].name,
+                &self.0.modules[0].name,
                 format!(
                     "a stack of {} modules needs more instances than the runtime's max_instances ({max})",
-                    self.modules.len()
+                    self.0.modules.len()
                 ),
             )
         };
-        let count =
-            u32::try_from(self.modules.len()).map_err(|_| too_many(self.runtime.inner.max_instances()))?;
+        let count = u32::try_from(self.0.modules.len())
+            .map_err(|_| too_many(self.0.runtime.inner.max_instances()))?;
         let share = self
+            .0
             .share
             .clone()
             .acquire_many_owned(count)
             .await
-            .map_err(|_| too_many(self.runtime.inner.max_instances()))?;
-        let slots = self.runtime.inner.reserve_instances(self.modules.len()).await.map_err(too_many)?;
+            .map_err(|_| too_many(self.0.runtime.inner.max_instances()))?;
+        let slots = self.0.runtime.inner.reserve_instances(self.0.modules.len()).await.map_err(too_many)?;
         self.start(share, slots).await
     }
 
     /// [`instantiate`](Self::instantiate) without waiting: `None` when the stack's share or
     /// the runtime has no room now, or calls wait for slots.
     async fn instantiate_now(&self) -> Option<Result<Store<CallState>, Error>> {
-        let count = u32::try_from(self.modules.len()).ok()?;
-        let share = self.share.clone().try_acquire_many_owned(count).ok()?;
-        let slots = self.runtime.inner.try_reserve_instances(self.modules.len())?;
+        let count = u32::try_from(self.0.modules.len()).ok()?;
+        let share = self.0.share.clone().try_acquire_many_owned(count).ok()?;
+        let slots = self.0.runtime.inner.try_reserve_instances(self.0.modules.len())?;
         Some(self.start(share, slots).await)
     }
 
@@ -217,25 +227,25 @@ impl Stack {
     ) -> Result<Store<CallState>, Error> {
         let state = CallState::new(
             slots,
-            &self.runtime.inner,
-            self.limits.host_limits(&self.runtime.inner.host_limits),
-            self.modules.clone(),
-            self.inner.clone(),
-            self.registry.clone(),
-            self.state.clone(),
-            &self.random,
-            CallBudget::new(&self.limits, Some(share)),
+            &self.0.runtime.inner,
+            self.0.limits.host_limits(&self.0.runtime.inner.host_limits),
+            self.0.modules.clone(),
+            self.0.inner.clone(),
+            self.0.registry.clone(),
+            self.0.state.clone(),
+            &self.0.random,
+            CallBudget::new(&self.0.limits, Some(share)),
         );
-        let mut store = Store::new(self.runtime.engine(), state);
+        let mut store = Store::new(self.0.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|mut ctx| ctx.data_mut().on_epoch());
         store.set_epoch_deadline(1);
-        let limit = self.limits.configure_timeout;
+        let limit = self.0.limits.configure_timeout;
         let failed = match tokio::time::timeout(limit, self.start_layers(&mut store)).await {
             Ok(Ok(())) => return Ok(store),
             Ok(Err(error)) => error,
             Err(_elapsed) => {
-                let name = &self.modules[store.data().current].name;
+                let name = &self.0.modules[store.data().current].name;
                 limits::timeout_error(name, "did not start (instantiate and configure)", limit)
             }
         };
@@ -245,7 +255,7 @@ impl Stack {
 
     /// Instantiates every layer in `store`, then configures each.
     async fn start_layers(&self, store: &mut Store<CallState>) -> Result<(), Error> {
-        for (i, layer) in self.modules.iter().enumerate() {
+        for (i, layer) in self.0.modules.iter().enumerate() {
             store.data_mut().current = i;
             let instance = layer
                 .compiled
@@ -255,7 +265,7 @@ impl Stack {
                 .map_err(|e| store.data_mut().trapped(i, e))?;
             store.data_mut().instances.push(Arc::new(instance));
         }
-        for (i, layer) in self.modules.iter().enumerate() {
+        for (i, layer) in self.0.modules.iter().enumerate() {
             store.data_mut().current = i;
             let instance = store.data().instances[i].clone();
             match instance.call_configure(&mut *store, &layer.config).await {
@@ -278,9 +288,9 @@ impl Stack {
         match tokio::time::timeout_at(deadline, self.checkout()).await {
             Ok(checked_out) => checked_out,
             Err(_elapsed) => Err(limits::timeout_error(
-                &self.modules[0].name,
+                &self.0.modules[0].name,
                 "could not start the call (waiting for a free instance slot)",
-                self.limits.call_timeout,
+                self.0.limits.call_timeout,
             )),
         }
     }
@@ -306,8 +316,8 @@ impl Stack {
     /// The error of a call that ran out of time in `store`: it names the layer that was
     /// running (or waiting on the host) when the deadline passed. The store is dropped.
     fn timed_out(&self, store: Store<CallState>) -> Error {
-        let name = &self.modules[store.data().current].name;
-        let error = limits::timeout_error(name, "did not finish the call", self.limits.call_timeout);
+        let name = &self.0.modules[store.data().current].name;
+        let error = limits::timeout_error(name, "did not finish the call", self.0.limits.call_timeout);
         self.discard(store);
         error
     }
@@ -355,10 +365,10 @@ impl Stack {
         bare: impl FnOnce(&dyn Provider) -> String,
         ask: impl AsyncFnOnce(&Middleware, &mut Store<CallState>) -> wasmtime::Result<String>,
     ) -> Result<String, Error> {
-        if self.modules.is_empty() {
-            return Ok(bare(&*self.inner));
+        if self.0.modules.is_empty() {
+            return Ok(bare(&*self.0.inner));
         }
-        let deadline = Instant::now() + self.limits.call_timeout;
+        let deadline = Instant::now() + self.0.limits.call_timeout;
         let (mut store, outer) = self.checkout_by(deadline).await?;
         let Ok(answer) = tokio::time::timeout_at(deadline, ask(&outer, &mut store)).await else {
             return Err(self.timed_out(store));
@@ -369,55 +379,20 @@ impl Stack {
     }
 }
 
-/// A [`Stack`] that does not keep its modules, adapter, registry or pool alive.
-struct WeakStack {
-    stack: Stack,
-    modules: std::sync::Weak<[Arc<Module>]>,
-    inner: std::sync::Weak<dyn Provider>,
-    registry: std::sync::Weak<dyn Registry>,
-    pool: std::sync::Weak<StorePool>,
-}
-
-impl WeakStack {
-    /// `stack`, with its modules, adapter, registry and pool held weakly (placeholders
-    /// stand in).
-    fn of(stack: &Stack) -> Self {
-        let mut held = stack.clone();
-        let modules = Arc::downgrade(&stack.modules);
-        held.modules = Arc::from(Vec::new());
-        let (inner, registry, pool) =
-            (Arc::downgrade(&stack.inner), Arc::downgrade(&stack.registry), Arc::downgrade(&stack.pool));
-        held.inner = Arc::new(super::module::NotCalled);
-        held.registry = Arc::new(EmptyRegistry);
-        held.pool = Arc::new(StorePool::new(&stack.runtime));
-        WeakStack { stack: held, modules, inner, registry, pool }
-    }
-
-    /// The stack, while something else still holds it.
-    fn upgrade(&self) -> Option<Stack> {
-        let mut stack = self.stack.clone();
-        stack.modules = self.modules.upgrade()?;
-        stack.inner = self.inner.upgrade()?;
-        stack.registry = self.registry.upgrade()?;
-        stack.pool = self.pool.upgrade()?;
-        Some(stack)
-    }
-}
-
 #[async_trait]
 impl Provider for Stack {
     async fn invoke(&self, request: Request) -> Result<Response, Error> {
-        if self.modules.is_empty() {
-            return self.inner.invoke(request).await;
+        if self.0.modules.is_empty() {
+            return self.0.inner.invoke(request).await;
         }
-        let deadline = Instant::now() + self.limits.call_timeout;
+        let deadline = Instant::now() + self.0.limits.call_timeout;
         let (mut store, outer, held) = self.checkout_holding(deadline, request).await?;
         let lent = Resource::new_borrow(held.rep());
         let Ok(result) = tokio::time::timeout_at(deadline, outer.call_invoke(&mut store, lent)).await else {
             return Err(self.timed_out(store));
         };
         let result = match result {
-            Ok(answer) => store.data_mut().budget.check_returned(&self.modules[0].name, answer),
+            Ok(answer) => store.data_mut().budget.check_returned(&self.0.modules[0].name, answer),
             Err(trap) => Err(store.data_mut().trapped(0, trap)),
         };
         match store.data_mut().drop_request(held) {
@@ -436,10 +411,10 @@ impl Provider for Stack {
     /// should the answer fail (`runtime::resume`). The call deadline bounds the whole
     /// stream, resumptions included.
     async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
-        if self.modules.is_empty() {
-            return self.inner.invoke_stream(request).await;
+        if self.0.modules.is_empty() {
+            return self.0.inner.invoke_stream(request).await;
         }
-        let deadline = Instant::now() + self.limits.call_timeout;
+        let deadline = Instant::now() + self.0.limits.call_timeout;
         let (mut store, outer, held) = self.checkout_holding(deadline, request).await?;
         let lent = Resource::new_borrow(held.rep());
         let Ok(result) =
@@ -448,7 +423,7 @@ impl Provider for Stack {
             return Err(self.timed_out(store));
         };
         let result = match result {
-            Ok(answer) => store.data_mut().budget.check_returned(&self.modules[0].name, answer),
+            Ok(answer) => store.data_mut().budget.check_returned(&self.0.modules[0].name, answer),
             Err(trap) => Err(store.data_mut().trapped(0, trap)),
         };
         let stream = match result {
@@ -456,8 +431,11 @@ impl Provider for Stack {
             Err(error) => Err(error),
         };
         let request_dropped = store.data_mut().drop_request(held).is_ok();
-        let timeout =
-            limits::timeout_error(&self.modules[0].name, "did not finish the call", self.limits.call_timeout);
+        let timeout = limits::timeout_error(
+            &self.0.modules[0].name,
+            "did not finish the call",
+            self.0.limits.call_timeout,
+        );
         if store.data().resume_armed {
             if let Ok(stream) = stream {
                 // A layer may resume the answer: its instance must outlive the call.
@@ -479,25 +457,25 @@ impl Provider for Stack {
     }
 
     fn name(&self) -> &str {
-        self.inner.name()
+        self.0.inner.name()
     }
 
     fn model_name(&self) -> &str {
-        self.inner.model_name()
+        self.0.inner.model_name()
     }
 
     async fn validate_config(&self) -> Result<(), Error> {
-        if self.modules.is_empty() {
-            return self.inner.validate_config().await;
+        if self.0.modules.is_empty() {
+            return self.0.inner.validate_config().await;
         }
-        let deadline = Instant::now() + self.limits.call_timeout;
+        let deadline = Instant::now() + self.0.limits.call_timeout;
         let (mut store, outer) = self.checkout_by(deadline).await?;
         let Ok(result) = tokio::time::timeout_at(deadline, outer.call_validate_config(&mut store)).await
         else {
             return Err(self.timed_out(store));
         };
         let result = match result {
-            Ok(answer) => store.data_mut().budget.check_returned(&self.modules[0].name, answer),
+            Ok(answer) => store.data_mut().budget.check_returned(&self.0.modules[0].name, answer),
             Err(trap) => Err(store.data_mut().trapped(0, trap)),
         };
         self.checkin(store);
