@@ -23,6 +23,7 @@ pub mod runtime;
 pub mod state;
 pub mod stream;
 pub mod target;
+mod text;
 pub mod types;
 
 pub use model::{load_model, BuildError, Model, ModelBuilder, Setting};

@@ -164,14 +164,7 @@ impl Collector {
         Response {
             content: self.content,
             tool_calls: self.tool_calls,
-            usage: self.usage.unwrap_or(Usage {
-                input_tokens: 0,
-                output_tokens: 0,
-                total_tokens: 0,
-                cache_read_tokens: None,
-                cache_write_tokens: None,
-                reasoning_tokens: None,
-            }),
+            usage: self.usage.unwrap_or(Usage::ZERO),
             model: self.model,
             stop_reason,
             thinking: self.thinking,

@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use thiserror::Error;
 
+use crate::text::clipped;
 use crate::types;
 
 /// The longest provider name, in bytes.
@@ -41,7 +42,7 @@ impl ProviderName {
         if Self::is_valid(name) {
             Ok(ProviderName(name.to_string()))
         } else {
-            Err(NameError { name: shown(name) })
+            Err(NameError { name: clipped(name, MAX_SHOWN) })
         }
     }
 
@@ -111,13 +112,16 @@ impl Target {
             Some((name, model)) => (name, Some(model)),
             None => (target, None),
         };
-        let malformed = || TargetError::Malformed { target: shown(target), name: shown(name) };
+        let malformed =
+            || TargetError::Malformed { target: clipped(target, MAX_SHOWN), name: clipped(name, MAX_SHOWN) };
         let name = ProviderName::parse(name).map_err(|_| malformed())?;
         match model {
             Some("") => Err(malformed()),
-            Some(model) if model.len() > MAX_MODEL_LEN => {
-                Err(TargetError::ModelTooLong { target: shown(target), name: name.0, len: model.len() })
-            }
+            Some(model) if model.len() > MAX_MODEL_LEN => Err(TargetError::ModelTooLong {
+                target: clipped(target, MAX_SHOWN),
+                name: name.0,
+                len: model.len(),
+            }),
             model => Ok(Target { name, model: model.map(str::to_string) }),
         }
     }
@@ -192,17 +196,4 @@ impl From<TargetError> for types::Error {
     fn from(error: TargetError) -> Self {
         types::Error::config(error.provider().to_string(), error.to_string())
     }
-}
-
-/// `text`, cut to at most [`MAX_SHOWN`] bytes (at a character boundary) with `…` marking
-/// the cut.
-fn shown(text: &str) -> String {
-    if text.len() <= MAX_SHOWN {
-        return text.to_string();
-    }
-    let mut end = MAX_SHOWN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

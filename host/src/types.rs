@@ -44,6 +44,19 @@ impl Request {
     }
 }
 
+impl Usage {
+    /// No tokens counted, and no optional count reported: the usage of an answer whose
+    /// vendor reported none.
+    pub const ZERO: Usage = Usage {
+        input_tokens: 0,
+        output_tokens: 0,
+        total_tokens: 0,
+        cache_read_tokens: None,
+        cache_write_tokens: None,
+        reasoning_tokens: None,
+    };
+}
+
 impl Response {
     /// The value of the first metadata entry named `key`.
     pub fn metadata_value(&self, key: &str) -> Option<&str> {

@@ -174,17 +174,7 @@ async fn compatible_server_variants_are_understood() {
         response.tool_calls,
         vec![ToolCall { id: "c1".into(), name: "f".into(), arguments: r#"{"a":1}"#.into() }]
     );
-    assert_eq!(
-        response.usage,
-        Usage {
-            input_tokens: 0,
-            output_tokens: 0,
-            total_tokens: 0,
-            cache_read_tokens: None,
-            cache_write_tokens: None,
-            reasoning_tokens: None
-        }
-    );
+    assert_eq!(response.usage, Usage::ZERO);
 
     let deepseek = json!({
         "model": "deepseek-chat",

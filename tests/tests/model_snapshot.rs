@@ -82,3 +82,125 @@ async fn a_held_snapshot_serves_calls_and_streams_through_its_stack_with_the_con
         assert_eq!(max_tokens, Some(&json!(77)), "{}", request.json);
     }
 }
+
+/// A config directory with providers `local` and `other` (OpenAI format, no key, default
+/// models `local-model` and `other-model`) answering at `local` and `other`, and a
+/// config.toml holding `config`.
+fn names_workspace(local: &MockServer, other: &MockServer, config: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("providers")).unwrap();
+    for (name, server) in [("local", local), ("other", other)] {
+        std::fs::write(
+            dir.path().join(format!("providers/{name}.toml")),
+            format!(
+                "[provider]\napi_format = \"openai-chat\"\nbase_url = \"{}\"\napi_key_required = false\ndefault_model = \"{name}-model\"\ntimeout_seconds = 5\n",
+                server.url
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    dir
+}
+
+/// The model's names, through the `Provider` trait, and its current snapshot's.
+fn names(model: &arcllm::Model) -> [(String, String); 2] {
+    let snapshot = model.snapshot();
+    [
+        (model.name().to_string(), model.model_name().to_string()),
+        (snapshot.name().to_string(), snapshot.model_name().to_string()),
+    ]
+}
+
+fn owned(provider: &str, model: &str) -> [(String, String); 2] {
+    [(provider.to_string(), model.to_string()), (provider.to_string(), model.to_string())]
+}
+
+/// What the model calls: the vendor it reached and the model named in the request.
+async fn called(model: &arcllm::Model, server: &MockServer) -> String {
+    let before = server.requests().len();
+    model.invoke(vec![Message::user("hello")], vec![], Options::default()).await.expect("answer");
+    let sent = server.requests();
+    assert_eq!(sent.len(), before + 1, "the call went to another vendor");
+    sent[before].json["model"].as_str().expect("a model in the request").to_string()
+}
+
+#[tokio::test]
+async fn a_model_names_the_provider_and_model_the_builder_gave() {
+    let (local, other) =
+        (MockServer::start(openai_reply("hi")).await, MockServer::start(openai_reply("hi")).await);
+    let config =
+        "[defaults]\nprovider = \"other\"\nmodel = \"config-model\"\n[modules.retry]\nenabled = true\n";
+    let dir = names_workspace(&local, &other, config);
+    let model = load_model("local")
+        .model("chosen-model")
+        .config_file(dir.path().join("config.toml"))
+        .build()
+        .await
+        .expect("model");
+    assert_eq!(names(&model), owned("local", "chosen-model"));
+    assert_eq!(called(&model, &local).await, "chosen-model");
+    assert!(other.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_model_names_the_provider_and_model_config_toml_gave() {
+    let (local, other) =
+        (MockServer::start(openai_reply("hi")).await, MockServer::start(openai_reply("hi")).await);
+    // Both from config.toml, through modules.
+    let config =
+        "[defaults]\nprovider = \"local\"\nmodel = \"config-model\"\n[modules.retry]\nenabled = true\n";
+    let dir = names_workspace(&local, &other, config);
+    let model = arcllm::ModelBuilder::default()
+        .config_file(dir.path().join("config.toml"))
+        .build()
+        .await
+        .expect("model");
+    assert!(!model.is_bare());
+    assert_eq!(names(&model), owned("local", "config-model"));
+    assert_eq!(called(&model, &local).await, "config-model");
+
+    // The provider from config.toml, the model its default; a bare adapter.
+    let dir = names_workspace(&local, &other, "[defaults]\nprovider = \"other\"\n");
+    let model = arcllm::ModelBuilder::default()
+        .config_file(dir.path().join("config.toml"))
+        .build()
+        .await
+        .expect("model");
+    assert!(model.is_bare());
+    assert_eq!(names(&model), owned("other", "other-model"));
+    assert_eq!(called(&model, &other).await, "other-model");
+}
+
+#[tokio::test]
+async fn a_hot_swap_of_config_toml_keeps_the_names_the_model_was_built_with() {
+    let (local, other) =
+        (MockServer::start(openai_reply("hi")).await, MockServer::start(openai_reply("hi")).await);
+    let config =
+        "[defaults]\nprovider = \"local\"\nmodel = \"config-model\"\n[modules.retry]\nenabled = true\n";
+    let dir = names_workspace(&local, &other, config);
+    let file = dir.path().join("config.toml");
+    let model = arcllm::ModelBuilder::default().config_file(&file).build().await.expect("model");
+    assert_eq!(names(&model), owned("local", "config-model"));
+
+    // The new config names another provider and model, and changes the stack: the stack
+    // changes, the provider and model stay those resolved at build.
+    std::fs::write(
+        &file,
+        "[defaults]\nprovider = \"other\"\nmodel = \"new-model\"\n[modules.retry]\nenabled = false\n[modules.fallback]\nenabled = true\nchain = [\"other\"]\n",
+    )
+    .unwrap();
+    model.reload().await.expect("reload");
+    assert_eq!(model.version(), 2);
+    assert_eq!(model.stack_names(), ["fallback"]);
+    assert_eq!(names(&model), owned("local", "config-model"));
+    assert_eq!(called(&model, &local).await, "config-model");
+
+    // And to a bare adapter.
+    std::fs::write(&file, "[defaults]\nprovider = \"other\"\n[modules.retry]\nenabled = false\n").unwrap();
+    model.reload().await.expect("reload");
+    assert!(model.is_bare());
+    assert_eq!(names(&model), owned("local", "config-model"));
+    assert_eq!(called(&model, &local).await, "config-model");
+    assert!(other.requests().is_empty());
+}

@@ -110,41 +110,21 @@ impl Policy {
         let tokens = self.tokens_per_minute.map(|limit| (limit, tokens_key(key)));
         let mut waited = Duration::ZERO;
         loop {
-            if let Some((limit, tokens_key)) = &tokens {
-                let limit = *limit;
-                match state.read(tokens_key, MINUTE) {
-                    Err(Unavailable(why)) => return Admission::Unavailable(why),
-                    Ok(used) if used as f64 >= limit => {
-                        if waited + TOKENS_RECHECK > self.max_wait {
-                            return Admission::Limited {
-                                waited,
-                                retry_after: TOKENS_RECHECK,
-                                limit: "tokens_per_minute",
-                            };
-                        }
-                        sleep(TOKENS_RECHECK);
-                        waited += TOKENS_RECHECK;
-                        continue;
-                    }
-                    Ok(_) => {}
-                }
-            }
-            match state.take(key, self.burst_capacity, refill, 1.0) {
+            // How long the binding limit asks to wait, and its key; or the call goes.
+            let (wait, limit) = match at_token_limit(state, tokens.as_ref()) {
                 Err(Unavailable(why)) => return Admission::Unavailable(why),
-                Ok(taken) if taken.granted => return Admission::Admitted { waited },
-                Ok(taken) => {
-                    let wait = taken.wait.max(Duration::from_millis(1));
-                    if waited + wait > self.max_wait {
-                        return Admission::Limited {
-                            waited,
-                            retry_after: wait,
-                            limit: "requests_per_minute",
-                        };
-                    }
-                    sleep(wait);
-                    waited += wait;
-                }
+                Ok(true) => (TOKENS_RECHECK, "tokens_per_minute"),
+                Ok(false) => match state.take(key, self.burst_capacity, refill, 1.0) {
+                    Err(Unavailable(why)) => return Admission::Unavailable(why),
+                    Ok(taken) if taken.granted => return Admission::Admitted { waited },
+                    Ok(taken) => (taken.wait.max(Duration::from_millis(1)), "requests_per_minute"),
+                },
+            };
+            if waited + wait > self.max_wait {
+                return Admission::Limited { waited, retry_after: wait, limit };
             }
+            sleep(wait);
+            waited += wait;
         }
     }
 
@@ -159,6 +139,15 @@ impl Policy {
             state.incr(&tokens_key(key), MINUTE, tokens)?;
         }
         Ok(())
+    }
+}
+
+/// Whether the tokens counted in the last minute under `tokens` (the limit and its
+/// counter's key) are at the limit; never without `tokens_per_minute`.
+fn at_token_limit(state: &mut impl SharedState, tokens: Option<&(f64, String)>) -> Result<bool, Unavailable> {
+    match tokens {
+        Some((limit, key)) => Ok(state.read(key, MINUTE)? as f64 >= *limit),
+        None => Ok(false),
     }
 }
 

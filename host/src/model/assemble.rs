@@ -51,13 +51,10 @@ pub(super) struct Recipe {
 }
 
 impl Recipe {
-    /// This recipe with the provider and model that `snapshot` resolved.
-    pub(super) fn pinned_to(self, snapshot: &Snapshot) -> Self {
-        Recipe {
-            provider: Some(snapshot.provider.name().to_string()),
-            model: Some(snapshot.provider.model_name().to_string()),
-            ..self
-        }
+    /// This recipe with `provider` and `model` (what its first snapshot resolved) in
+    /// place of any the configuration would give.
+    pub(super) fn pinned_to(self, provider: &str, model: &str) -> Self {
+        Recipe { provider: Some(provider.to_string()), model: Some(model.to_string()), ..self }
     }
 
     /// Builds a whole snapshot numbered `version` (a reload numbers it when it publishes

@@ -129,8 +129,8 @@ impl ModelBuilder {
             state: self.state,
         };
         let snapshot = recipe.assemble(1).await?;
-        // Pin what was resolved: a reload swaps modules, never the provider under them.
-        let recipe = recipe.pinned_to(&snapshot);
+        // The model pins what was resolved: a reload swaps modules, never the provider
+        // under them.
         Ok(Model::new(recipe, snapshot))
     }
 }

@@ -39,6 +39,12 @@ use assemble::Recipe;
 pub struct Model {
     /// What every reload rebuilds from, with the provider and model pinned at build.
     recipe: Recipe,
+    /// The provider every snapshot calls, as resolved at build (from the builder, else
+    /// config.toml): a reload never changes it.
+    provider: String,
+    /// The model every snapshot calls, as resolved at build (from the builder, else
+    /// config.toml, else the provider's default).
+    model: String,
     current: ArcSwap<Snapshot>,
     /// Numbers reloads in the order they start.
     reloads_started: AtomicU64,
@@ -49,9 +55,15 @@ pub struct Model {
 }
 
 impl Model {
+    /// A model serving `first`; its reloads rebuild from `recipe` pinned to the provider
+    /// and model `first` resolved.
     fn new(recipe: Recipe, first: Snapshot) -> Self {
+        let provider = first.provider.name().to_string();
+        let model = first.provider.model_name().to_string();
         Model {
-            recipe,
+            recipe: recipe.pinned_to(&provider, &model),
+            provider,
+            model,
             current: ArcSwap::from_pointee(first),
             reloads_started: AtomicU64::new(0),
             published: Mutex::new(0),
@@ -190,11 +202,13 @@ impl Provider for Model {
     async fn invoke_stream(&self, request: Request) -> Result<EventStream, Error> {
         self.current.load_full().invoke_stream(request).await
     }
+    /// The provider resolved at build, which every snapshot calls.
     fn name(&self) -> &str {
-        self.recipe.provider.as_deref().unwrap_or_default()
+        &self.provider
     }
+    /// The model resolved at build, which every snapshot calls.
     fn model_name(&self) -> &str {
-        self.recipe.model.as_deref().unwrap_or_default()
+        &self.model
     }
     async fn validate_config(&self) -> Result<(), Error> {
         self.current.load_full().provider.validate_config().await

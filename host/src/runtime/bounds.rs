@@ -332,18 +332,10 @@ mod tests {
     fn a_response_is_refused_for_the_first_cap_it_passes() {
         use super::super::limits::{MAX_METADATA_BYTES, MAX_METADATA_ENTRIES, MAX_RESPONSE_BYTES};
         use crate::types::{Response, StopReason, ToolCall, Usage};
-        let usage = Usage {
-            input_tokens: 0,
-            output_tokens: 0,
-            total_tokens: 0,
-            cache_read_tokens: None,
-            cache_write_tokens: None,
-            reasoning_tokens: None,
-        };
         let mut response = Response {
             content: None,
             tool_calls: Vec::new(),
-            usage,
+            usage: Usage::ZERO,
             model: String::new(),
             stop_reason: StopReason::EndTurn,
             thinking: None,

@@ -12,6 +12,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::bounds::{HostLimits, ResponseOver};
 use super::wit::Capped;
+use crate::text::clipped;
 use crate::types::{Error, ErrorKind, Response};
 
 /// Most bytes of text one response a module returns may carry: its content, thinking and
@@ -244,22 +245,10 @@ fn forged_module_error(name: &str, error: &Error) -> Error {
         name,
         format!(
             "module `{name}` returned an error of kind module naming `{}`: {}",
-            quoted(&error.provider),
-            quoted(&error.message)
+            clipped(&error.provider, MAX_QUOTED),
+            clipped(&error.message, MAX_QUOTED)
         ),
     )
-}
-
-/// `text` cut to [`MAX_QUOTED`] bytes at a character boundary.
-fn quoted(text: &str) -> String {
-    if text.len() <= MAX_QUOTED {
-        return text.to_string();
-    }
-    let mut end = MAX_QUOTED;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }
 
 /// A timeout error naming `module`.

@@ -8,58 +8,30 @@
 //! metadata) is scrubbed of the key's value first, in case a server echoes it: whatever
 //! the adapter returns is handed to modules, which must never see the key.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
-use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::ApiKey;
 use crate::providers::ProviderSettings;
 use crate::types::{Error, ErrorKind, Response};
 
-/// The most characters of a vendor body kept in an error.
-pub const BODY_EXCERPT_CHARS: usize = 500;
-
 /// How much of a non-2xx body is read: enough for the vendor's message and the excerpt.
 const ERROR_BODY_BYTES: usize = 64 << 10;
 
-/// The first [`BODY_EXCERPT_CHARS`] characters of `text`, cut on a character boundary.
-pub fn excerpt(text: &str) -> &str {
-    match text.char_indices().nth(BODY_EXCERPT_CHARS) {
-        Some((end, _)) => &text[..end],
-        None => text,
-    }
-}
+mod body;
+mod errors;
 
-/// How long the vendor asks us to wait, in milliseconds: `retry-after-ms`, else
-/// `retry-after` as seconds (fractions allowed), else `retry-after` as an HTTP date
-/// (measured from `now`; a date in the past means 0). Unparseable values are ignored.
-pub fn retry_after_ms(headers: &HeaderMap, now: SystemTime) -> Option<u64> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
-    let non_negative = |v: &str| v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0);
-    if let Some(ms) = header("retry-after-ms").and_then(non_negative) {
-        return Some(ms.ceil() as u64);
-    }
-    let value = header("retry-after")?;
-    if let Some(seconds) = non_negative(value) {
-        return Some((seconds * 1000.0).ceil() as u64);
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).map_or(0, |wait| wait.as_millis().try_into().unwrap_or(u64::MAX)))
-}
+pub(crate) use body::{BodyStream, StreamReply};
+pub use errors::{excerpt, retry_after_ms, should_retry, BODY_EXCERPT_CHARS};
 
-/// The vendor's own retry verdict, `x-should-retry: true|false`.
-pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
-    let value = headers.get("x-should-retry")?.to_str().ok()?.trim();
-    if value.eq_ignore_ascii_case("true") {
-        Some(true)
-    } else if value.eq_ignore_ascii_case("false") {
-        Some(false)
-    } else {
-        None
-    }
-}
+use body::{read_bounded, BodyError};
+use errors::causes;
+
+/// How long a streaming call may last in reqwest's eyes: in effect no limit, since
+/// [`HttpClient::post_stream`] bounds each wait itself.
+const STREAM_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A 2xx answer, body read in full.
 pub(crate) struct Reply {
@@ -208,77 +180,6 @@ impl HttpClient {
         }
     }
 
-    fn timed_out(&self, doing: &str) -> Error {
-        self.error(
-            ErrorKind::Timeout,
-            format!("timed out while {doing} (timeout_seconds = {})", self.timeout.as_secs_f64()),
-        )
-    }
-
-    /// A `parse` error: a 2xx body that is not the vendor's schema.
-    pub fn parse_error(&self, what: impl std::fmt::Display, body: &[u8]) -> Error {
-        // Enough bytes for the excerpt and any key straddling its end, not megabytes.
-        let head = &body[..body.len().min(4 * BODY_EXCERPT_CHARS + 1024)];
-        let text = self.redact(&String::from_utf8_lossy(head));
-        Error {
-            body: Some(excerpt(&text).to_string()).filter(|b| !b.is_empty()),
-            ..self.error(ErrorKind::Parse, what.to_string())
-        }
-    }
-
-    /// An error of `kind` from this provider, its message scrubbed of the key.
-    pub fn error(&self, kind: ErrorKind, message: impl AsRef<str>) -> Error {
-        Error::new(kind, &self.provider, self.redact(message.as_ref()))
-    }
-
-    fn too_large(&self, partial: &[u8]) -> Error {
-        self.parse_error(
-            format!(
-                "the response body exceeds the limit of {} bytes (max_response_bytes)",
-                self.max_response_bytes
-            ),
-            partial,
-        )
-    }
-
-    fn api_error(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Error {
-        let text = self.redact(&String::from_utf8_lossy(body));
-        let reason = status.canonical_reason().map(|r| format!(" {r}")).unwrap_or_default();
-        let message = match vendor_message(&text) {
-            Some(vendor) => format!("HTTP {}{reason}: {}", status.as_u16(), excerpt(&vendor)),
-            None => format!("HTTP {}{reason}", status.as_u16()),
-        };
-        Error {
-            kind: ErrorKind::Api,
-            status: Some(status.as_u16()),
-            retry_after_ms: retry_after_ms(headers, SystemTime::now()),
-            should_retry: should_retry(headers),
-            provider: self.provider.clone(),
-            message,
-            body: Some(excerpt(&text).to_string()).filter(|b| !b.is_empty()),
-        }
-    }
-
-    fn transport_error(&self, error: &reqwest::Error, doing: &str) -> Error {
-        let detail = causes(error);
-        if error.is_timeout() {
-            let what = if error.is_connect() { "connecting" } else { doing };
-            self.error(
-                ErrorKind::Timeout,
-                format!(
-                    "timed out while {what} (timeout_seconds = {}): {detail}",
-                    self.timeout.as_secs_f64()
-                ),
-            )
-        } else if error.is_connect() {
-            self.error(ErrorKind::Connection, format!("cannot connect: {detail}"))
-        } else if error.is_builder() {
-            self.error(ErrorKind::Config, format!("cannot build the request: {detail}"))
-        } else {
-            self.error(ErrorKind::Connection, format!("connection failed while {doing}: {detail}"))
-        }
-    }
-
     /// Replaces the API key wherever it occurs in `response` (a vendor that echoes it back
     /// would otherwise hand it to every module above the adapter).
     pub fn scrub_response(&self, response: &mut Response) {
@@ -312,110 +213,4 @@ impl HttpClient {
             _ => text.to_string(),
         }
     }
-}
-
-/// How long a streaming call may last in reqwest's eyes: in effect no limit, since
-/// [`HttpClient::post_stream`] bounds each wait itself.
-const STREAM_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// A 2xx answer to a streaming call; its body not read yet.
-pub(crate) struct StreamReply {
-    pub headers: HeaderMap,
-    pub body: BodyStream,
-}
-
-impl StreamReply {
-    /// Whether the vendor answered with a JSON body instead of an event stream (a server
-    /// that ignores `"stream": true`).
-    pub fn is_json(&self) -> bool {
-        self.headers
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
-    }
-}
-
-/// The body of a streamed answer, read a chunk at a time. Dropping it closes the
-/// connection, which cancels the call at the vendor.
-pub(crate) struct BodyStream {
-    response: reqwest::Response,
-    http: HttpClient,
-}
-
-impl BodyStream {
-    /// The next bytes of the body, `None` at its end; waiting longer than `timeout_seconds`
-    /// for them is a `timeout` error, a broken connection a `connection` error.
-    pub async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, Error> {
-        match tokio::time::timeout(self.http.timeout, self.response.chunk()).await {
-            Ok(Ok(chunk)) => Ok(chunk),
-            Ok(Err(e)) => Err(self.http.transport_error(&e, "reading the streamed answer")),
-            Err(_) => Err(self.http.timed_out("waiting for the next part of the streamed answer")),
-        }
-    }
-
-    /// The whole body, within `max_response_bytes`.
-    pub async fn read_to_end(mut self) -> Result<Vec<u8>, Error> {
-        let http = &self.http;
-        let read =
-            tokio::time::timeout(http.timeout, read_bounded(&mut self.response, http.max_response_bytes));
-        match read.await {
-            Ok(Ok(body)) => Ok(body),
-            Ok(Err(BodyError::TooLarge(partial))) => Err(http.too_large(&partial)),
-            Ok(Err(BodyError::Transport(e, _))) => Err(http.transport_error(&e, "reading the response body")),
-            Err(_) => Err(http.timed_out("reading the response body")),
-        }
-    }
-}
-
-enum BodyError {
-    /// Over the limit; what was read so far (at most the limit).
-    TooLarge(Vec<u8>),
-    /// The connection broke; what was read so far.
-    Transport(reqwest::Error, Vec<u8>),
-}
-
-/// Reads the body chunk by chunk, never keeping more than `limit` bytes.
-async fn read_bounded(response: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                let room = limit - body.len();
-                if chunk.len() > room {
-                    body.extend_from_slice(&chunk[..room]);
-                    return Err(BodyError::TooLarge(body));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(BodyError::Transport(e, body)),
-        }
-    }
-}
-
-/// The human part of a vendor's error body: `error.message` (OpenAI, Anthropic and most
-/// compatible servers), a string `error`, or a top-level `message`.
-fn vendor_message(body: &str) -> Option<String> {
-    let json: Value = serde_json::from_str(body).ok()?;
-    let message = match &json["error"] {
-        Value::String(s) => Some(s.as_str()),
-        error => error["message"].as_str().or_else(|| json["message"].as_str()),
-    };
-    message.map(str::to_string).filter(|m| !m.trim().is_empty())
-}
-
-/// An error and its sources, joined: reqwest's own message alone hides the cause
-/// ("connection refused" lives three sources down).
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
