@@ -712,14 +712,20 @@ async fn a_stream_that_dies_after_three_events_gives_them_then_a_connection_erro
     assert_eq!(error.kind, ErrorKind::Connection, "{error:?}");
     assert_no_key(&error);
 
-    // Anthropic: the body ends cleanly, but before message_stop.
+    // Anthropic: the body ends cleanly, but before message_stop. The usage message_start
+    // reported comes before the error: no later report will.
     let cut = ANTHROPIC_TEXT.split("event: content_block_stop").next().unwrap().to_string();
     let vendor = Vendor::start(vec![Act::Send(cut.into())]).await;
     let (events, error) =
         drain(provider_at(ANTHROPIC, &vendor.url, "").invoke_stream(hi()).await.unwrap()).await;
     assert_eq!(
         events,
-        vec![StreamEvent::MessageStart { model: "claude-opus-4-6".into() }, text("Hello"), text("!")]
+        vec![
+            StreamEvent::MessageStart { model: "claude-opus-4-6".into() },
+            text("Hello"),
+            text("!"),
+            StreamEvent::Usage(usage(25, 1, 26))
+        ]
     );
     let error = error.expect("an error after the three events");
     assert_eq!(error.kind, ErrorKind::Connection);
@@ -780,7 +786,13 @@ async fn an_anthropic_error_event_ends_the_stream_with_the_api_error() {
     let vendor = Vendor::start(pieces(&transcript, 4096)).await;
     let (events, error) =
         drain(provider_at(ANTHROPIC, &vendor.url, "").invoke_stream(hi()).await.unwrap()).await;
-    assert_eq!(events, vec![StreamEvent::MessageStart { model: "claude-opus-4-6".into() }]);
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::MessageStart { model: "claude-opus-4-6".into() },
+            StreamEvent::Usage(usage(25, 1, 26))
+        ]
+    );
     let error = error.expect("the error event");
     assert_eq!(error.kind, ErrorKind::Api);
     assert_eq!(error.status, Some(529));

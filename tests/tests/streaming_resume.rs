@@ -320,9 +320,16 @@ async fn retry_resumes_the_answer_seamlessly(format: Format, end: End) {
     assert_eq!(response.content.as_deref(), Some(SENTENCE));
     assert_eq!(response.metadata_value("arcllm.retry.resumed"), Some("1"));
     assert_eq!(response.metadata_value("arcllm.retry.attempts"), Some("2"));
-    // The usage is the continuation's: neither vendor reports usage before its end, so the
-    // broken leg reported none.
-    assert_eq!(response.usage.output_tokens, TAIL.len() as u64);
+    // The usage is the continuation's (10 in, one out per word) plus what the broken leg
+    // had reported: an OpenAI stream reports nothing before its end, an Anthropic one its
+    // input tokens and first output count in `message_start`.
+    let tail = TAIL.len() as u64;
+    let (input, output) = match format {
+        Format::OpenAi => (10, tail),
+        Format::Anthropic => (20, 1 + tail),
+    };
+    assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (input, output), "{format:?}");
+    assert_eq!(response.usage.total_tokens, input + output);
 }
 
 #[tokio::test]
@@ -373,6 +380,9 @@ async fn fallback_resumes_the_answer_on_the_next_target_of_its_chain() {
     assert_eq!(response.metadata_value("arcllm.fallback.provider"), Some("backup"));
     assert_eq!(response.metadata_value("arcllm.fallback.resumed"), Some("1"));
     assert_eq!(response.metadata_value("arcllm.retry.attempts"), Some("1"));
+    // The backup's counts plus the primary's `message_start` report, across vendors.
+    let tail = TAIL.len() as u64;
+    assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (20, 1 + tail));
 }
 
 #[tokio::test]
@@ -407,6 +417,8 @@ async fn resuming_is_bounded_by_max_retries_and_what_was_delivered_is_never_repe
     assert_eq!(response.metadata_value("arcllm.retry.resumed"), Some("2"));
     assert_eq!(response.metadata_value("arcllm.retry.attempts"), Some("3"));
     assert_eq!(server.requests(), 3);
+    // Each broken leg's `message_start` report, then the last leg's own counts.
+    assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (30, 1 + 1 + 4));
 }
 
 #[tokio::test]
