@@ -13,11 +13,11 @@ use arcllm::stream::{Collector, EventStream, StreamEvent};
 use arcllm::types::{Error, ErrorKind, Message, Request};
 use arcllm::Provider;
 use arcllm_tests::http::provider_at;
+use arcllm_tests::sse::{anthropic_event, openai_chunk, paced, serve, Tally};
 use arcllm_tests::*;
 use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Format {
@@ -110,36 +110,12 @@ async fn vendor(format: Format, legs: Vec<Leg>) -> Vendor {
                     .body(Body::from(json!({"error": {"message": message}}).to_string()))
                     .unwrap();
             }
-            let chunks = sse(format, &leg);
-            let end = leg.end;
-            let body =
-                futures_util::stream::unfold((chunks.into_iter(), end), |(mut chunks, end)| async move {
-                    match chunks.next() {
-                        Some(chunk) => {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            Some((Ok(Bytes::from(chunk)), (chunks, end)))
-                        }
-                        None if matches!(end, End::Cut) => {
-                            // Let the last chunk reach the client before the break.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Some((Err(std::io::Error::other("connection cut")), (chunks, End::Finish)))
-                        }
-                        None => None,
-                    }
-                });
-            axum::response::Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(body))
-                .unwrap()
+            let chunks =
+                sse(format, &leg).into_iter().map(|chunk| (Duration::from_millis(5), chunk)).collect();
+            paced(chunks, matches!(leg.end, End::Cut), Tally::default())
         }
     };
-    let app = axum::Router::new().fallback(handler);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Vendor { url, bodies }
+    Vendor { url: serve(handler).await, bodies }
 }
 
 /// The SSE chunks of `leg` in the vendor's format.
@@ -147,11 +123,7 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
     let mut out = Vec::new();
     match format {
         Format::OpenAi => {
-            let chunk = |delta: Value, finish: Value| {
-                let body = json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
-                                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-                format!("data: {body}\n\n")
-            };
+            let chunk = openai_chunk;
             out.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
             for word in &leg.words {
                 out.push(chunk(json!({"content": word}), Value::Null));
@@ -173,7 +145,7 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
             }
         }
         Format::Anthropic => {
-            let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+            let event = anthropic_event;
             out.push(event(
                 "message_start",
                 json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
