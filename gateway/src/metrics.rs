@@ -5,6 +5,9 @@
 //!   module made (its `arcllm.retry.attempts` metadata) in successful requests;
 //! - `arcllm_gateway_fallbacks_total{provider,to}`: answers a fallback gave
 //!   (`arcllm.fallback.provider` naming another provider);
+//! - `arcllm_gateway_resumes_total{provider}`: streamed answers continued after a failure
+//!   past their first content (`resume = true`: `arcllm.retry.resumed` and
+//!   `arcllm.fallback.resumed`), in successful requests;
 //! - `arcllm_gateway_upstream_seconds{provider}`: time in the model's stack (modules,
 //!   waits between retries and the vendor);
 //! - `arcllm_gateway_overhead_seconds{route}`: the rest of the request's time (reading,
@@ -38,6 +41,8 @@ pub struct Outcome {
     pub attempts: Option<u32>,
     /// The fallback target that answered, when not the model's own provider.
     pub fallback: Option<String>,
+    /// How many times retry and fallback resumed the streamed answer.
+    pub resumed: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +83,7 @@ struct Inner {
     requests: BTreeMap<(&'static str, String, u16), u64>,
     retries: BTreeMap<String, u64>,
     fallbacks: BTreeMap<(String, String), u64>,
+    resumes: BTreeMap<String, u64>,
     upstream: BTreeMap<String, Histogram>,
     overhead: BTreeMap<&'static str, Histogram>,
 }
@@ -98,6 +104,9 @@ impl Metrics {
         }
         if let Some(to) = &o.fallback {
             *m.fallbacks.entry((o.provider.clone(), to.clone())).or_default() += 1;
+        }
+        if o.resumed > 0 {
+            *m.resumes.entry(o.provider.clone()).or_default() += u64::from(o.resumed);
         }
         if !o.provider.is_empty() {
             m.upstream
@@ -149,6 +158,15 @@ impl Metrics {
                 escape(to)
             );
         }
+        head(
+            &mut out,
+            "arcllm_gateway_resumes_total",
+            "counter",
+            "Streamed answers continued after a mid-stream failure (resume = true).",
+        );
+        for (provider, n) in &m.resumes {
+            let _ = writeln!(out, "arcllm_gateway_resumes_total{{provider=\"{}\"}} {n}", escape(provider));
+        }
         let name = "arcllm_gateway_upstream_seconds";
         head(&mut out, name, "histogram", "Time in the model's stack: modules, retry waits and the vendor.");
         for (provider, h) in &m.upstream {
@@ -187,12 +205,14 @@ mod tests {
             upstream: Duration::from_millis(100),
             attempts: Some(3),
             fallback: Some("openai".into()),
+            resumed: 2,
         });
         let text = metrics.render(2, 1);
         for line in [
             "arcllm_gateway_requests_total{route=\"/v1/messages\",provider=\"anthropic\",status=\"200\"} 1",
             "arcllm_gateway_retries_total{provider=\"anthropic\"} 2",
             "arcllm_gateway_fallbacks_total{provider=\"anthropic\",to=\"openai\"} 1",
+            "arcllm_gateway_resumes_total{provider=\"anthropic\"} 2",
             "arcllm_gateway_upstream_seconds_bucket{provider=\"anthropic\",le=\"0.1\"} 1",
             "arcllm_gateway_upstream_seconds_bucket{provider=\"anthropic\",le=\"0.05\"} 0",
             "arcllm_gateway_overhead_seconds_bucket{route=\"/v1/messages\",le=\"0.025\"} 1",

@@ -132,6 +132,9 @@ impl Call {
                     && !answered.starts_with(&format!("{}/", self.outcome.provider))
             })
             .map(str::to_owned);
+        let resumed = |key: &str| value(key).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+        self.outcome.resumed =
+            resumed("arcllm.retry.resumed").saturating_add(resumed("arcllm.fallback.resumed"));
     }
 }
 
@@ -152,6 +155,7 @@ impl Drop for Call {
                 upstream_ms = o.upstream.as_secs_f64() * 1e3,
                 attempts = o.attempts.unwrap_or(1),
                 fallback = o.fallback.as_deref().unwrap_or("-"),
+                resumed = o.resumed,
                 error = self.failure.as_deref().unwrap_or("-"),
                 "{} {} {}", o.route, o.status, self.front_name()
             );

@@ -7,7 +7,10 @@
 //! [`ToolCallDelta`](StreamEvent::ToolCallDelta)) as the vendor sends them, then
 //! [`Usage`](StreamEvent::Usage) (when the vendor reports it) and one
 //! [`Stop`](StreamEvent::Stop), after which the stream ends. A failure is the stream's last
-//! item, an `Err`; nothing follows it.
+//! item, an `Err`; nothing follows it. A `Usage` holds the counts so far and replaces any
+//! earlier one: a stream that fails may deliver the counts its vendor had reported just
+//! before its error, and an answer resumed after such a failure (docs/streaming.md) carries
+//! them before its continuation.
 //!
 //! Only the content events carry content ([`StreamEvent::carries_content`]): once one of
 //! them has reached the caller, the answer is committed, and a layer that would retry or

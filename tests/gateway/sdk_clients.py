@@ -1,6 +1,6 @@
 """The official OpenAI and Anthropic Python SDKs as clients of `arcllm serve`.
 
-Usage: sdk_clients.py SCENARIO BASE_URL GATEWAY_KEY
+Usage: sdk_clients.py SCENARIO BASE_URL GATEWAY_KEY [ARGS...]
 
 Each scenario makes its calls, checks what the SDK returned, and prints one JSON line of
 what it observed for the Rust test to check against the fake vendors. A failed check
@@ -15,6 +15,7 @@ import anthropic
 import openai
 
 SCENARIO, BASE, KEY = sys.argv[1], sys.argv[2], sys.argv[3]
+ARGS = sys.argv[4:]
 
 WEATHER_OPENAI = {
     "type": "function",
@@ -184,6 +185,53 @@ def stream_error():
     }
 
 
+FOX = [{"role": "user", "content": "Say the sentence about the fox."}]
+
+
+def error_of(e):
+    return {"type": type(e).__name__, "message": str(e)}
+
+
+def openai_fox(model):
+    """Streams an answer as an agent would, keeping every piece the SDK yields (and the
+    error it raises, if any) for the test to check for duplicates and gaps."""
+    pieces, roles, finish, usage, error = [], 0, None, None, None
+    try:
+        stream = oai().chat.completions.create(
+            model=model, messages=FOX, stream=True, stream_options={"include_usage": True})
+        for chunk in stream:
+            if chunk.usage:
+                usage = chunk.usage.model_dump()
+            for choice in chunk.choices:
+                roles += choice.delta.role is not None
+                if choice.delta.content:
+                    pieces.append(choice.delta.content)
+                finish = choice.finish_reason or finish
+    except openai.APIError as e:
+        error = error_of(e)
+    return {"text": "".join(pieces), "pieces": pieces, "starts": roles, "finish": finish, "usage": usage,
+            "error": error}
+
+
+def anthropic_fox(model):
+    """The same with Anthropic's stream helper, which rebuilds the message from the events."""
+    pieces, kinds, final, error = [], [], None, None
+    try:
+        with ant().messages.stream(model=model, max_tokens=64, messages=FOX) as s:
+            for event in s:
+                kinds.append(event.type)
+                if event.type == "text":
+                    pieces.append(event.text)
+            final = s.get_final_message()
+    except anthropic.APIError as e:
+        error = error_of(e)
+    out = {"text": "".join(pieces), "pieces": pieces, "starts": kinds.count("message_start"), "error": error}
+    if final is not None:
+        check(len(final.content) == 1 and final.content[0].text == out["text"], final)
+        out.update(finish=final.stop_reason, usage=final.usage.model_dump())
+    return out
+
+
 SCENARIOS = {
     "openai_to_anthropic": lambda: {"text": openai_text("vend_anthropic"), "stream": openai_stream("vend_anthropic")},
     "openai_to_openai": lambda: {"text": openai_text("vend_openai"), "stream": openai_stream("vend_openai")},
@@ -202,6 +250,8 @@ SCENARIOS = {
     "too_large": too_large,
     "overloaded": overloaded,
     "stream_error": stream_error,
+    "fox_openai": lambda: openai_fox(ARGS[0]),
+    "fox_anthropic": lambda: anthropic_fox(ARGS[0]),
     "alias": lambda: {"openai": openai_text("fast"), "anthropic": anthropic_text("fast")},
 }
 

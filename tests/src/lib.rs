@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod redis;
+pub mod sse;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -712,18 +712,63 @@ async fn a_stream_that_dies_after_three_events_gives_them_then_a_connection_erro
     assert_eq!(error.kind, ErrorKind::Connection, "{error:?}");
     assert_no_key(&error);
 
-    // Anthropic: the body ends cleanly, but before message_stop.
+    // Anthropic: the body ends cleanly, but before message_stop. The usage message_start
+    // reported comes before the error: no later report will.
     let cut = ANTHROPIC_TEXT.split("event: content_block_stop").next().unwrap().to_string();
     let vendor = Vendor::start(vec![Act::Send(cut.into())]).await;
     let (events, error) =
         drain(provider_at(ANTHROPIC, &vendor.url, "").invoke_stream(hi()).await.unwrap()).await;
     assert_eq!(
         events,
-        vec![StreamEvent::MessageStart { model: "claude-opus-4-6".into() }, text("Hello"), text("!")]
+        vec![
+            StreamEvent::MessageStart { model: "claude-opus-4-6".into() },
+            text("Hello"),
+            text("!"),
+            StreamEvent::Usage(usage(25, 1, 26))
+        ]
     );
     let error = error.expect("an error after the three events");
     assert_eq!(error.kind, ErrorKind::Connection);
     assert!(error.message.contains("ended before"), "{}", error.message);
+}
+
+#[test]
+fn a_stream_that_fails_delivers_the_usage_its_vendor_reported_before_the_error() {
+    // OpenAI reports usage only in its last chunk: a stream cut before it reports none.
+    let cut = OPENAI_TEXT.split("\n\n").take(3).map(|e| format!("{e}\n\n")).collect::<String>();
+    let (events, error) = replay_in(OPENAI, cut.as_bytes(), 7);
+    assert!(!events.iter().any(|e| matches!(e, StreamEvent::Usage(_))), "{events:?}");
+    assert_eq!(error.expect("cut short").kind, ErrorKind::Connection);
+    // A compatible server that reports the counts so far in every chunk (vLLM's
+    // continuous_usage_stats): the last of them comes before the error, once.
+    let chunk = |content: &str, completion: u64| {
+        let usage =
+            json!({"prompt_tokens": 9, "completion_tokens": completion, "total_tokens": 9 + completion});
+        let body = json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}], "usage": usage});
+        format!("data: {body}\n\n")
+    };
+    let transcript = chunk("Hel", 1) + &chunk("lo", 2);
+    let (events, error) = replay_in(OPENAI, transcript.as_bytes(), 7);
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::MessageStart { model: "m".into() },
+            text("Hel"),
+            text("lo"),
+            StreamEvent::Usage(usage(9, 2, 11))
+        ]
+    );
+    assert_eq!(error.expect("cut short").kind, ErrorKind::Connection);
+    // The same for Anthropic's message_start counts, after an error event.
+    let transcript = format!(
+        "{}event: error\ndata: {{\"type\": \"error\", \"error\": {{\"type\": \"api_error\", \"message\": \"m\"}}}}\n\n",
+        ANTHROPIC_TEXT.split("event: content_block_stop").next().unwrap()
+    );
+    let (events, error) = replay_in(ANTHROPIC, transcript.as_bytes(), 7);
+    assert_eq!(events.last(), Some(&StreamEvent::Usage(usage(25, 1, 26))), "{events:?}");
+    assert_eq!(events.iter().filter(|e| matches!(e, StreamEvent::Usage(_))).count(), 1);
+    assert_eq!(error.expect("the error event").status, Some(500));
 }
 
 #[tokio::test]
@@ -780,7 +825,13 @@ async fn an_anthropic_error_event_ends_the_stream_with_the_api_error() {
     let vendor = Vendor::start(pieces(&transcript, 4096)).await;
     let (events, error) =
         drain(provider_at(ANTHROPIC, &vendor.url, "").invoke_stream(hi()).await.unwrap()).await;
-    assert_eq!(events, vec![StreamEvent::MessageStart { model: "claude-opus-4-6".into() }]);
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::MessageStart { model: "claude-opus-4-6".into() },
+            StreamEvent::Usage(usage(25, 1, 26))
+        ]
+    );
     let error = error.expect("the error event");
     assert_eq!(error.kind, ErrorKind::Api);
     assert_eq!(error.status, Some(529));

@@ -16,11 +16,11 @@ use arcllm::stream::StreamEvent;
 use arcllm::types::{Message, Request};
 use arcllm::Provider;
 use arcllm_tests::http::provider_at;
+use arcllm_tests::sse::{event_stream, openai_chunk, serve};
 use arcllm_tests::*;
 use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 /// Text bytes per event.
 const PIECE: usize = 32 << 10;
@@ -47,11 +47,7 @@ async fn firehose(events: usize, written: Arc<AtomicUsize>) -> String {
     let handler = move || {
         let written = written.clone();
         async move {
-            let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
-                let body = json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
-                                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-                Bytes::from(format!("data: {body}\n\n"))
-            };
+            let chunk = |delta, finish| Bytes::from(openai_chunk(delta, finish));
             let start = chunk(json!({"role": "assistant", "content": ""}), serde_json::Value::Null);
             let body = futures_util::stream::unfold(0usize, move |i| {
                 let written = written.clone();
@@ -68,19 +64,10 @@ async fn firehose(events: usize, written: Arc<AtomicUsize>) -> String {
                     Some((Ok::<_, std::io::Error>(bytes), i + 1))
                 }
             });
-            axum::response::Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(body))
-                .unwrap()
+            event_stream(Body::from_stream(body))
         }
     };
-    let app = axum::Router::new().fallback(handler);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    serve(handler).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,12 +13,12 @@ use arcllm::stream::{Collector, EventStream, StreamEvent};
 use arcllm::types::{Error, ErrorKind, Message, Request};
 use arcllm::Provider;
 use arcllm_tests::http::{provider_at, refused_port};
+use arcllm_tests::sse::{openai_chunk, paced, serve, Tally};
 use arcllm_tests::*;
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 /// What the vendor answers one request with.
 #[derive(Clone)]
@@ -35,30 +35,16 @@ enum Reply {
 struct Vendor {
     url: String,
     requests: Arc<AtomicUsize>,
-    /// Chunks written, over all requests.
-    sent: Arc<AtomicUsize>,
-    /// Bodies dropped by the server (finished, or the client went away).
-    dropped: Arc<AtomicUsize>,
-    /// When the last chunk was written.
-    last_sent: Arc<Mutex<Option<Instant>>>,
-}
-
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
+    tally: Tally,
 }
 
 async fn vendor(script: Vec<Reply>) -> Vendor {
     let script = Arc::new(Mutex::new(VecDeque::from(script)));
-    let (requests, sent, dropped) =
-        (Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default(), Arc::<AtomicUsize>::default());
-    let last_sent: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let (r, s, d, l) = (requests.clone(), sent.clone(), dropped.clone(), last_sent.clone());
+    let requests = Arc::<AtomicUsize>::default();
+    let tally = Tally::default();
+    let (r, t) = (requests.clone(), tally.clone());
     let handler = move |body: Bytes| {
-        let (script, sent, dropped, last_sent) = (script.clone(), s.clone(), d.clone(), l.clone());
+        let (script, tally) = (script.clone(), t.clone());
         r.fetch_add(1, Ordering::SeqCst);
         let streaming =
             serde_json::from_slice::<Value>(&body).is_ok_and(|body| body["stream"] == json!(true));
@@ -89,7 +75,7 @@ async fn vendor(script: Vec<Reply>) -> Vendor {
                             );
                         }
                     }
-                    *last_sent.lock().unwrap() = Some(Instant::now());
+                    *tally.last_sent.lock().unwrap() = Some(Instant::now());
                     let answer = json!({"id": "c", "object": "chat.completion", "model": "m",
                         "choices": [{"index": 0, "finish_reason": "stop",
                                      "message": {"role": "assistant", "content": text}}],
@@ -99,60 +85,20 @@ async fn vendor(script: Vec<Reply>) -> Vendor {
                         .body(Body::from(answer.to_string()))
                         .unwrap()
                 }
-                Reply::Sse { chunks, cut } => {
-                    let state = (chunks.into_iter(), cut, DropCount(dropped), sent, last_sent);
-                    let body = futures_util::stream::unfold(
-                        state,
-                        |(mut chunks, cut, guard, sent, last)| async move {
-                            match chunks.next() {
-                                Some((delay, chunk)) => {
-                                    tokio::time::sleep(delay).await;
-                                    sent.fetch_add(1, Ordering::SeqCst);
-                                    *last.lock().unwrap() = Some(Instant::now());
-                                    Some((Ok(Bytes::from(chunk)), (chunks, cut, guard, sent, last)))
-                                }
-                                None if cut => {
-                                    // Let the last chunk reach the client before the break.
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
-                                    Some((
-                                        Err(std::io::Error::other("connection cut")),
-                                        (chunks, false, guard, sent, last),
-                                    ))
-                                }
-                                None => None,
-                            }
-                        },
-                    );
-                    axum::response::Response::builder()
-                        .header("content-type", "text/event-stream")
-                        .body(Body::from_stream(body))
-                        .unwrap()
-                }
+                Reply::Sse { chunks, cut } => paced(chunks, cut, tally),
             }
         }
     };
-    let app = axum::Router::new().fallback(handler);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Vendor { url, requests, sent, dropped, last_sent }
-}
-
-fn chunk(delta: Value, finish: Value) -> String {
-    let body = json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
-                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-    format!("data: {body}\n\n")
+    Vendor { url: serve(handler).await, requests, tally }
 }
 
 /// The role chunk, then each word `gap` after the one before, then the finish and `[DONE]`.
 fn answer(words: &[&str], first: Duration, gap: Duration) -> Reply {
-    let mut chunks = vec![(first, chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
+    let mut chunks = vec![(first, openai_chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
     for word in words {
-        chunks.push((gap, chunk(json!({"content": word}), Value::Null)));
+        chunks.push((gap, openai_chunk(json!({"content": word}), Value::Null)));
     }
-    chunks.push((Duration::ZERO, chunk(json!({}), json!("stop"))));
+    chunks.push((Duration::ZERO, openai_chunk(json!({}), json!("stop"))));
     chunks.push((Duration::ZERO, "data: [DONE]\n\n".into()));
     Reply::Sse { chunks, cut: false }
 }
@@ -229,7 +175,7 @@ async fn tokens_reach_the_caller_through_retry_and_fallback_before_the_vendor_fi
     let started = Instant::now();
     let items = drain(stack.invoke_stream(hi()).await.expect("the stream starts")).await;
     let first_text = items.iter().find(|(item, _)| matches!(item, Ok(StreamEvent::TextDelta(_)))).unwrap().1;
-    let last_sent = server.last_sent.lock().unwrap().unwrap();
+    let last_sent = server.tally.last_sent.lock().unwrap().unwrap();
     assert!(
         first_text + Duration::from_millis(400) < last_sent,
         "the first token arrived {:?} after the start, the vendor finished {:?} after it",
@@ -271,9 +217,10 @@ async fn a_dead_primary_falls_back_to_a_streaming_target() {
 
 #[tokio::test]
 async fn a_failure_after_three_events_ends_the_stream_after_them_and_is_not_retried() {
-    let mut chunks = vec![(Duration::ZERO, chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
+    let mut chunks =
+        vec![(Duration::ZERO, openai_chunk(json!({"role": "assistant", "content": ""}), Value::Null))];
     for word in ["a", "b", "c"] {
-        chunks.push((Duration::from_millis(20), chunk(json!({"content": word}), Value::Null)));
+        chunks.push((Duration::from_millis(20), openai_chunk(json!({"content": word}), Value::Null)));
     }
     let server = vendor(vec![Reply::Sse { chunks, cut: true }]).await;
     let stack = stack(&server.url, RETRY, None, None).await;
@@ -301,7 +248,7 @@ async fn an_attempt_without_content_within_the_first_token_timeout_is_retried() 
     assert_eq!(server.requests.load(Ordering::SeqCst), 2);
     // The abandoned attempt's connection was closed: the vendor stopped writing it.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(server.dropped.load(Ordering::SeqCst) >= 1);
+    assert!(server.tally.dropped.load(Ordering::SeqCst) >= 1);
 }
 
 #[tokio::test]
@@ -332,11 +279,11 @@ async fn dropping_the_stream_closes_the_connection_to_the_vendor() {
     }
     drop(stream);
     let dropped_at = Instant::now();
-    while server.dropped.load(Ordering::SeqCst) == 0 {
+    while server.tally.dropped.load(Ordering::SeqCst) == 0 {
         assert!(dropped_at.elapsed() < Duration::from_secs(2), "the vendor never saw the caller go");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let sent = server.sent.load(Ordering::SeqCst);
+    let sent = server.tally.sent.load(Ordering::SeqCst);
     assert!(sent < 20, "the vendor wrote {sent} of 103 chunks");
 }
 
@@ -348,7 +295,7 @@ async fn a_0_2_layer_in_a_streaming_call_answers_whole_and_the_rest_still_stream
     let items = drain(stack.invoke_stream(hi()).await.unwrap()).await;
     // Beneath the 0.2 layer the call is buffered: the first event comes only once the
     // vendor has finished, and the text as one piece.
-    let last_sent = server.last_sent.lock().unwrap().unwrap();
+    let last_sent = server.tally.last_sent.lock().unwrap().unwrap();
     assert!(items[0].1 >= last_sent);
     assert_eq!(texts(&items), ["one two three"]);
     let response = collect(items);

@@ -13,11 +13,11 @@ use arcllm::stream::{Collector, EventStream, StreamEvent};
 use arcllm::types::{Error, ErrorKind, Message, Request};
 use arcllm::Provider;
 use arcllm_tests::http::provider_at;
+use arcllm_tests::sse::{anthropic_event, openai_chunk, paced, serve, Tally};
 use arcllm_tests::*;
 use axum::body::{Body, Bytes};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Format {
@@ -110,36 +110,12 @@ async fn vendor(format: Format, legs: Vec<Leg>) -> Vendor {
                     .body(Body::from(json!({"error": {"message": message}}).to_string()))
                     .unwrap();
             }
-            let chunks = sse(format, &leg);
-            let end = leg.end;
-            let body =
-                futures_util::stream::unfold((chunks.into_iter(), end), |(mut chunks, end)| async move {
-                    match chunks.next() {
-                        Some(chunk) => {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            Some((Ok(Bytes::from(chunk)), (chunks, end)))
-                        }
-                        None if matches!(end, End::Cut) => {
-                            // Let the last chunk reach the client before the break.
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            Some((Err(std::io::Error::other("connection cut")), (chunks, End::Finish)))
-                        }
-                        None => None,
-                    }
-                });
-            axum::response::Response::builder()
-                .header("content-type", "text/event-stream")
-                .body(Body::from_stream(body))
-                .unwrap()
+            let chunks =
+                sse(format, &leg).into_iter().map(|chunk| (Duration::from_millis(5), chunk)).collect();
+            paced(chunks, matches!(leg.end, End::Cut), Tally::default())
         }
     };
-    let app = axum::Router::new().fallback(handler);
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Vendor { url, bodies }
+    Vendor { url: serve(handler).await, bodies }
 }
 
 /// The SSE chunks of `leg` in the vendor's format.
@@ -147,11 +123,7 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
     let mut out = Vec::new();
     match format {
         Format::OpenAi => {
-            let chunk = |delta: Value, finish: Value| {
-                let body = json!({"id": "c", "object": "chat.completion.chunk", "model": "m",
-                                  "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
-                format!("data: {body}\n\n")
-            };
+            let chunk = openai_chunk;
             out.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
             for word in &leg.words {
                 out.push(chunk(json!({"content": word}), Value::Null));
@@ -173,7 +145,7 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
             }
         }
         Format::Anthropic => {
-            let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+            let event = anthropic_event;
             out.push(event(
                 "message_start",
                 json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant",
@@ -320,9 +292,16 @@ async fn retry_resumes_the_answer_seamlessly(format: Format, end: End) {
     assert_eq!(response.content.as_deref(), Some(SENTENCE));
     assert_eq!(response.metadata_value("arcllm.retry.resumed"), Some("1"));
     assert_eq!(response.metadata_value("arcllm.retry.attempts"), Some("2"));
-    // The usage is the continuation's: neither vendor reports usage before its end, so the
-    // broken leg reported none.
-    assert_eq!(response.usage.output_tokens, TAIL.len() as u64);
+    // The usage is the continuation's (10 in, one out per word) plus what the broken leg
+    // had reported: an OpenAI stream reports nothing before its end, an Anthropic one its
+    // input tokens and first output count in `message_start`.
+    let tail = TAIL.len() as u64;
+    let (input, output) = match format {
+        Format::OpenAi => (10, tail),
+        Format::Anthropic => (20, 1 + tail),
+    };
+    assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (input, output), "{format:?}");
+    assert_eq!(response.usage.total_tokens, input + output);
 }
 
 #[tokio::test]
@@ -373,6 +352,9 @@ async fn fallback_resumes_the_answer_on_the_next_target_of_its_chain() {
     assert_eq!(response.metadata_value("arcllm.fallback.provider"), Some("backup"));
     assert_eq!(response.metadata_value("arcllm.fallback.resumed"), Some("1"));
     assert_eq!(response.metadata_value("arcllm.retry.attempts"), Some("1"));
+    // The backup's counts plus the primary's `message_start` report, across vendors.
+    let tail = TAIL.len() as u64;
+    assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (20, 1 + tail));
 }
 
 #[tokio::test]
@@ -407,6 +389,8 @@ async fn resuming_is_bounded_by_max_retries_and_what_was_delivered_is_never_repe
     assert_eq!(response.metadata_value("arcllm.retry.resumed"), Some("2"));
     assert_eq!(response.metadata_value("arcllm.retry.attempts"), Some("3"));
     assert_eq!(server.requests(), 3);
+    // Each broken leg's `message_start` report, then the last leg's own counts.
+    assert_eq!((response.usage.input_tokens, response.usage.output_tokens), (30, 1 + 1 + 4));
 }
 
 #[tokio::test]

@@ -25,6 +25,24 @@ pub const GATEWAY_KEY: &str = "gw-test-key-1";
 #[derive(Clone, Copy, Debug)]
 pub struct Fail(pub u16);
 
+/// How a scripted streamed answer ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum End {
+    /// Finish reason, usage and the vendor's terminal event.
+    Finish,
+    /// The connection breaks after the last piece.
+    Cut,
+    /// The vendor's error event (Anthropic `overloaded_error`, OpenAI an `error` chunk).
+    ErrorEvent,
+}
+
+/// A scripted streamed answer: these pieces of text, each in its own event, then `end`.
+#[derive(Clone, Debug)]
+pub struct Leg {
+    pub pieces: Vec<&'static str>,
+    pub end: End,
+}
+
 /// A fake vendor speaking `format` (`openai` or `anthropic`).
 pub struct Vendor {
     pub url: String,
@@ -36,6 +54,8 @@ pub struct Vendor {
 #[derive(Default)]
 struct State {
     script: Mutex<VecDeque<Fail>>,
+    /// Answers for the next streamed requests, in order.
+    legs: Mutex<VecDeque<Leg>>,
     always: Mutex<Option<Fail>>,
     delay: Mutex<Duration>,
     requests: Mutex<Vec<(HeaderMap, Value)>>,
@@ -62,6 +82,11 @@ impl Vendor {
         self.state.script.lock().unwrap().extend(fails.iter().map(|s| Fail(*s)));
     }
 
+    /// Answers the next streamed requests with `legs`, one each, in order (then as usual).
+    pub fn stream_legs(&self, legs: &[Leg]) {
+        self.state.legs.lock().unwrap().extend(legs.iter().cloned());
+    }
+
     /// Fails every request with `status` (None: answer again).
     pub fn always(&self, status: Option<u16>) {
         *self.state.always.lock().unwrap() = status.map(Fail);
@@ -84,6 +109,7 @@ impl Vendor {
     pub fn reset(&self) {
         self.state.requests.lock().unwrap().clear();
         self.state.script.lock().unwrap().clear();
+        self.state.legs.lock().unwrap().clear();
         *self.state.always.lock().unwrap() = None;
     }
 
@@ -147,6 +173,10 @@ async fn answer(format: &'static str, state: &State, headers: HeaderMap, body: &
             .body(Body::from(error.to_string()))
             .unwrap();
     }
+    let leg = if body["stream"] == true { state.legs.lock().unwrap().pop_front() } else { None };
+    if let Some(leg) = leg {
+        return scripted_stream(format, &leg);
+    }
     let wants_tool = body["tools"].as_array().is_some_and(|t| !t.is_empty()) && !after_tool_result(&body);
     let text = format!("{format} heard: {}", last_user_text(&body));
     let tool = body["tools"][0].clone();
@@ -159,6 +189,104 @@ async fn answer(format: &'static str, state: &State, headers: HeaderMap, body: &
         (_, true) => ("text/event-stream", anthropic_sse(&text, wants_tool.then_some(&tool_name))),
     };
     Response::builder().header("content-type", content_type).body(Body::from(payload)).unwrap()
+}
+
+/// The text of the request's final message when it is the assistant's (a prefill, or the
+/// text a resumed answer continues), in either format.
+pub fn assistant_prefix(body: &Value) -> Option<String> {
+    let last = body["messages"].as_array()?.last()?;
+    if last["role"] != "assistant" {
+        return None;
+    }
+    match &last["content"] {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(blocks) => Some(blocks.iter().filter_map(|b| b["text"].as_str()).collect()),
+        _ => None,
+    }
+}
+
+/// `leg` streamed in `format`, one event per body chunk a few milliseconds apart (so each
+/// reaches the gateway on its own), ending as the leg says.
+fn scripted_stream(format: &'static str, leg: &Leg) -> Response {
+    let mut frames = Vec::new();
+    let words = leg.pieces.len();
+    if format == "openai" {
+        let chunk = |delta: Value, finish: Value| {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "openai-model",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            )
+        };
+        frames.push(chunk(json!({"role": "assistant", "content": ""}), Value::Null));
+        frames.extend(leg.pieces.iter().map(|piece| chunk(json!({"content": piece}), Value::Null)));
+        match leg.end {
+            End::Finish => {
+                frames.push(chunk(json!({}), json!("stop")));
+                frames.push(format!(
+                    "data: {}\n\n",
+                    json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "openai-model",
+                    "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": words, "total_tokens": 11 + words}})
+                ));
+                frames.push("data: [DONE]\n\n".into());
+            }
+            End::ErrorEvent => frames.push(format!(
+                "data: {}\n\n",
+                json!({"error": {"message": "the server had an error", "type": "server_error", "code": null}})
+            )),
+            End::Cut => {}
+        }
+    } else {
+        let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        frames.push(event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_v", "type": "message", "role": "assistant",
+            "model": "anthropic-model", "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+        ));
+        frames.push(event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ));
+        frames.extend(leg.pieces.iter().map(|piece| {
+            event(
+                "content_block_delta",
+                json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}),
+            )
+        }));
+        match leg.end {
+            End::Finish => {
+                frames.push(event("content_block_stop", json!({"type": "content_block_stop", "index": 0})));
+                frames.push(event(
+                    "message_delta",
+                    json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                    "usage": {"output_tokens": words}}),
+                ));
+                frames.push(event("message_stop", json!({"type": "message_stop"})));
+            }
+            End::ErrorEvent => frames.push(event(
+                "error",
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            )),
+            End::Cut => {}
+        }
+    }
+    let cut = leg.end == End::Cut;
+    let body = futures_util::stream::unfold((frames.into_iter(), cut), |(mut frames, cut)| async move {
+        match frames.next() {
+            Some(frame) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Some((Ok(axum::body::Bytes::from(frame)), (frames, cut)))
+            }
+            None if cut => {
+                // Let the last piece reach the gateway before the connection breaks.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((Err(std::io::Error::other("connection cut")), (frames, false)))
+            }
+            None => None,
+        }
+    });
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(body)).unwrap()
 }
 
 const ARGS: &str = r#"{"city":"Paris"}"#;
@@ -403,10 +531,16 @@ pub fn python() -> Option<String> {
 
 /// Runs scenario `name` of tests/gateway/sdk_clients.py against `serve`; its JSON output.
 pub fn sdk(python: &str, serve: &Serve, name: &str, key: &str) -> Value {
+    sdk_with(python, serve, name, key, &[])
+}
+
+/// [`sdk`] with more arguments for the scenario (after the gateway key).
+pub fn sdk_with(python: &str, serve: &Serve, name: &str, key: &str, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/gateway/sdk_clients.py");
     let out = Command::new(python)
         .arg(script)
         .args([name, &serve.url, key])
+        .args(args)
         .env_remove("OPENAI_API_KEY")
         .env_remove("ANTHROPIC_API_KEY")
         .output()

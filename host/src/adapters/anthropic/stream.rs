@@ -2,6 +2,8 @@
 //! `content_block_start`/`_delta`/`_stop` (text, thinking, and tool use whose input arrives
 //! as pieces of JSON text), `message_delta` (stop reason, output usage) and `message_stop`;
 //! `ping` keeps the connection alive and `error` ends the stream with the vendor's error.
+//! A stream that fails after `message_start` delivers the usage that event reported just
+//! before its error, since no later report will come.
 
 use std::collections::VecDeque;
 
@@ -235,6 +237,15 @@ impl EventMapper for AnthropicEvents {
             ErrorKind::Connection,
             "the stream ended before the answer was complete (no message_stop)",
         ))
+    }
+
+    /// The tokens `message_start` reported (the input side, and the output count at that
+    /// moment): a stream that fails has no later report, and these were consumed all the
+    /// same. A resumed answer adds them to its continuation's.
+    fn before_failure(&mut self, out: &mut VecDeque<StreamEvent>) {
+        if self.started && self.usage.input_tokens.is_some() {
+            out.push_back(StreamEvent::Usage(self.usage.usage()));
+        }
     }
 
     fn framing_error(&self, error: SseError) -> Error {

@@ -1,7 +1,8 @@
 //! OpenAI Chat Completions streams: chunks of `choices[0].delta` (content, refusal, reasoning, tool calls by index),
 //! a `finish_reason`, then (asked for with `stream_options.include_usage`) a usage chunk with
 //! no choices, then `data: [DONE]`. The stop is held back until the end so that it comes
-//! once, after the usage.
+//! once, after the usage. A stream that fails after a chunk reported usage (some compatible
+//! servers report the counts so far in every chunk) delivers it just before its error.
 
 use std::collections::VecDeque;
 
@@ -194,6 +195,15 @@ impl EventMapper for OpenAiEvents {
             ErrorKind::Connection,
             "the stream ended before the answer was complete (no finish_reason, no [DONE])",
         ))
+    }
+
+    /// Usage a compatible server reported before the failure (vLLM's
+    /// `continuous_usage_stats` puts the counts so far in every chunk): no later report will
+    /// come. OpenAI itself reports usage only in its last chunk, so there is none to give.
+    fn before_failure(&mut self, out: &mut VecDeque<StreamEvent>) {
+        if let Some(usage) = self.usage.take() {
+            out.push_back(StreamEvent::Usage(usage));
+        }
     }
 
     fn framing_error(&self, error: SseError) -> Error {

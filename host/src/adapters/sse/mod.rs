@@ -220,6 +220,11 @@ pub(crate) trait EventMapper: Send + 'static {
 
     /// The error for a body that cannot be framed.
     fn framing_error(&self, error: SseError) -> Error;
+
+    /// The stream is about to end with an error (the vendor's error event, a broken or
+    /// unframable body, an end without the terminal event): the events the caller should
+    /// have before it, such as the usage the vendor reported so far. None by default.
+    fn before_failure(&mut self, _out: &mut VecDeque<StreamEvent>) {}
 }
 
 /// What [`Mapping::step`] has for the caller.
@@ -233,6 +238,8 @@ pub(crate) enum Step {
 enum State {
     Running,
     Failing(Error),
+    /// The mapper's last events go out, then the error.
+    Failed(Error),
     Finished,
 }
 
@@ -282,7 +289,12 @@ impl<M: EventMapper> Mapping<M> {
             }
             match std::mem::replace(&mut self.state, State::Finished) {
                 State::Finished => return Step::Finished,
-                State::Failing(error) => return Step::Item(Err(error)),
+                State::Failing(error) => {
+                    self.mapper.before_failure(&mut self.queue);
+                    self.state = State::Failed(error);
+                    continue;
+                }
+                State::Failed(error) => return Step::Item(Err(error)),
                 State::Running => self.state = State::Running,
             }
             match self.decoder.next_event() {
