@@ -43,6 +43,9 @@ enum End {
     Cut,
     /// The vendor sends its error event (Anthropic `overloaded_error`, OpenAI an error chunk).
     ErrorEvent,
+    /// The answer's stop (OpenAI: the finish chunk and the usage chunk; Anthropic:
+    /// `message_delta`) arrives, then the connection breaks before the stream's last frame.
+    StopThenCut,
 }
 
 /// One request's answer: the assistant prefix the request must end with (`None`: no
@@ -112,7 +115,7 @@ async fn vendor(format: Format, legs: Vec<Leg>) -> Vendor {
             }
             let chunks =
                 sse(format, &leg).into_iter().map(|chunk| (Duration::from_millis(5), chunk)).collect();
-            paced(chunks, matches!(leg.end, End::Cut), Tally::default())
+            paced(chunks, matches!(leg.end, End::Cut | End::StopThenCut), Tally::default())
         }
     };
     Vendor { url: serve(handler).await, bodies }
@@ -136,6 +139,13 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
                                   "total_tokens": 10 + leg.words.len()}});
                     out.push(format!("data: {usage}\n\n"));
                     out.push("data: [DONE]\n\n".into());
+                }
+                End::StopThenCut => {
+                    out.push(chunk(json!({}), json!("stop")));
+                    let usage = json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [],
+                        "usage": {"prompt_tokens": 10, "completion_tokens": leg.words.len(),
+                                  "total_tokens": 10 + leg.words.len()}});
+                    out.push(format!("data: {usage}\n\n"));
                 }
                 End::ErrorEvent => out.push(format!(
                     "data: {}\n\n",
@@ -191,6 +201,17 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
                                "usage": {"output_tokens": leg.words.len()}}),
                     ));
                     out.push(event("message_stop", json!({"type": "message_stop"})));
+                }
+                End::StopThenCut => {
+                    out.push(event(
+                        "content_block_stop",
+                        json!({"type": "content_block_stop", "index": index}),
+                    ));
+                    out.push(event(
+                        "message_delta",
+                        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                               "usage": {"output_tokens": leg.words.len()}}),
+                    ));
                 }
                 End::ErrorEvent => out.push(event(
                     "error",
@@ -452,4 +473,27 @@ async fn an_answer_that_delivered_thinking_is_not_resumed() {
     let error = items.last().unwrap().as_ref().expect_err("the stream ends with the failure");
     assert_eq!(error.kind, ErrorKind::Connection, "{error:?}");
     assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn an_answer_that_delivered_its_stop_is_not_resumed() {
+    // Whole by the vendor's own account (it named the stop reason; only the stream's last
+    // frame is missing): it ends normally, and a continuation could only add to it.
+    for format in [Format::OpenAi, Format::Anthropic] {
+        let server = vendor(
+            format,
+            vec![leg(None, &HEAD, End::StopThenCut), leg(Some("The quick brown"), &TAIL, End::Finish)],
+        )
+        .await;
+        let retry = format!(r#"{{"max_retries": 2, {FAST}, "resume": true}}"#);
+        let stack = make_stack(format, &server.url, &retry, json!({"resume": true}), None).await;
+        let items = drain(stack.invoke_stream(question()).await.unwrap()).await;
+        assert_eq!(text(&items), "The quick brown", "{format:?}");
+        assert!(
+            items.iter().any(|item| matches!(item, Ok(StreamEvent::Stop { .. }))),
+            "{format:?}: the stop was delivered: {items:?}"
+        );
+        assert!(items.iter().all(Result::is_ok), "{format:?}: the answer is whole: {items:?}");
+        assert_eq!(server.requests(), 1, "{format:?}: nothing resent after the stop");
+    }
 }

@@ -174,10 +174,12 @@ impl Resumable {
     }
 
     /// The first leg failed with `error` (`None`: it ended before its `stop`). Queues the
-    /// resumption when the answer can be continued; otherwise the failure is the answer's
-    /// end, as it would have been without resuming.
+    /// resumption when the answer can be continued (only text delivered, and no `stop`
+    /// yet); otherwise the failure is the answer's end, as it would have been without
+    /// resuming.
     fn fail(&mut self, error: Option<Error>) -> Poll<Option<Result<StreamEvent, Error>>> {
-        let request = self.request.take().filter(|_| self.only_text);
+        // After its `stop` the answer is whole: a continuation could only add to it.
+        let request = self.request.take().filter(|_| self.only_text && !self.stopped);
         let Some(request) = request else {
             self.leg = Leg::Ended;
             return Poll::Ready(error.map(Err));

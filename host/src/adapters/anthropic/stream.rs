@@ -172,6 +172,15 @@ impl AnthropicEvents {
         Ok(())
     }
 
+    /// The end of the answer: the usage, then the stop.
+    fn complete(&mut self, out: &mut VecDeque<StreamEvent>) {
+        self.start(None, out);
+        out.push_back(StreamEvent::Usage(self.usage.usage()));
+        let mut metadata = std::mem::take(&mut self.metadata);
+        let reason = stop_reason(self.stop_reason.as_deref(), &mut metadata);
+        out.push_back(StreamEvent::Stop { reason, metadata });
+    }
+
     fn error_event(&self, error: ErrorBody, data: &str) -> Error {
         let kind = error.kind.as_deref().unwrap_or("error");
         let message = error.message.as_deref().unwrap_or("the stream reported an error");
@@ -219,11 +228,7 @@ impl EventMapper for AnthropicEvents {
                 }
             }
             StreamedEvent::MessageStop => {
-                self.start(None, out);
-                out.push_back(StreamEvent::Usage(self.usage.usage()));
-                let mut metadata = std::mem::take(&mut self.metadata);
-                let reason = stop_reason(self.stop_reason.as_deref(), &mut metadata);
-                out.push_back(StreamEvent::Stop { reason, metadata });
+                self.complete(out);
                 return Ok(Flow::Done);
             }
             StreamedEvent::Error { error } => return Err(self.error_event(error, data)),
@@ -232,7 +237,10 @@ impl EventMapper for AnthropicEvents {
         Ok(Flow::Continue)
     }
 
-    fn end(&mut self, _out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
+    fn end(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
+        if self.whole(out) {
+            return Ok(());
+        }
         Err(self.http.error(
             ErrorKind::Connection,
             "the stream ended before the answer was complete (no message_stop)",
@@ -242,6 +250,15 @@ impl EventMapper for AnthropicEvents {
     /// The tokens `message_start` reported (the input side, and the output count at that
     /// moment): a stream that fails has no later report, and these were consumed all the
     /// same. A resumed answer adds them to its continuation's.
+    /// `message_delta`'s stop reason means the answer is whole.
+    fn whole(&mut self, out: &mut VecDeque<StreamEvent>) -> bool {
+        if self.stop_reason.is_none() {
+            return false;
+        }
+        self.complete(out);
+        true
+    }
+
     fn before_failure(&mut self, out: &mut VecDeque<StreamEvent>) {
         if self.started && self.usage.input_tokens.is_some() {
             out.push_back(StreamEvent::Usage(self.usage.usage()));

@@ -185,10 +185,8 @@ impl EventMapper for OpenAiEvents {
     }
 
     fn end(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
-        // A finish reason means the answer is whole; only the `[DONE]` marker is missing,
-        // which some compatible servers never send.
-        if self.finish_reason.is_some() {
-            self.complete(out);
+        // Some compatible servers never send the `[DONE]` marker.
+        if self.whole(out) {
             return Ok(());
         }
         Err(self.http.error(
@@ -204,6 +202,15 @@ impl EventMapper for OpenAiEvents {
         if let Some(usage) = self.usage.take() {
             out.push_back(StreamEvent::Usage(usage));
         }
+    }
+
+    /// A finish reason means the answer is whole.
+    fn whole(&mut self, out: &mut VecDeque<StreamEvent>) -> bool {
+        if self.finish_reason.is_none() {
+            return false;
+        }
+        self.complete(out);
+        true
     }
 
     fn framing_error(&self, error: SseError) -> Error {

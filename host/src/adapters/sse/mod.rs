@@ -225,6 +225,14 @@ pub(crate) trait EventMapper: Send + 'static {
     /// unframable body, an end without the terminal event): the events the caller should
     /// have before it, such as the usage the vendor reported so far. None by default.
     fn before_failure(&mut self, _out: &mut VecDeque<StreamEvent>) {}
+
+    /// Whether the vendor had already said how the answer ends (its stop reason) when the
+    /// stream failed or ended early: then the answer is whole, only the stream's last
+    /// frames are missing, and this puts its last events (usage, stop) in `out`. A layer
+    /// that resumes answers would otherwise continue one that was complete. No by default.
+    fn whole(&mut self, _out: &mut VecDeque<StreamEvent>) -> bool {
+        false
+    }
 }
 
 /// What [`Mapping::step`] has for the caller.
@@ -290,6 +298,12 @@ impl<M: EventMapper> Mapping<M> {
             match std::mem::replace(&mut self.state, State::Finished) {
                 State::Finished => return Step::Finished,
                 State::Failing(error) => {
+                    if self.mapper.whole(&mut self.queue) {
+                        tracing::warn!(
+                            "a stream broke after its stop reason, so the answer is whole: {error}"
+                        );
+                        continue;
+                    }
                     self.mapper.before_failure(&mut self.queue);
                     self.state = State::Failed(error);
                     continue;
