@@ -132,20 +132,15 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
                 out.push(chunk(json!({"content": word}), Value::Null));
             }
             match leg.end {
-                End::Finish => {
+                End::Finish | End::StopThenCut => {
                     out.push(chunk(json!({}), json!("stop")));
                     let usage = json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [],
                         "usage": {"prompt_tokens": 10, "completion_tokens": leg.words.len(),
                                   "total_tokens": 10 + leg.words.len()}});
                     out.push(format!("data: {usage}\n\n"));
-                    out.push("data: [DONE]\n\n".into());
-                }
-                End::StopThenCut => {
-                    out.push(chunk(json!({}), json!("stop")));
-                    let usage = json!({"id": "c", "object": "chat.completion.chunk", "model": "m", "choices": [],
-                        "usage": {"prompt_tokens": 10, "completion_tokens": leg.words.len(),
-                                  "total_tokens": 10 + leg.words.len()}});
-                    out.push(format!("data: {usage}\n\n"));
+                    if matches!(leg.end, End::Finish) {
+                        out.push("data: [DONE]\n\n".into());
+                    }
                 }
                 End::ErrorEvent => out.push(format!(
                     "data: {}\n\n",
@@ -190,7 +185,7 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
                 ));
             }
             match leg.end {
-                End::Finish => {
+                End::Finish | End::StopThenCut => {
                     out.push(event(
                         "content_block_stop",
                         json!({"type": "content_block_stop", "index": index}),
@@ -200,18 +195,9 @@ fn sse(format: Format, leg: &Leg) -> Vec<String> {
                         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
                                "usage": {"output_tokens": leg.words.len()}}),
                     ));
-                    out.push(event("message_stop", json!({"type": "message_stop"})));
-                }
-                End::StopThenCut => {
-                    out.push(event(
-                        "content_block_stop",
-                        json!({"type": "content_block_stop", "index": index}),
-                    ));
-                    out.push(event(
-                        "message_delta",
-                        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                               "usage": {"output_tokens": leg.words.len()}}),
-                    ));
+                    if matches!(leg.end, End::Finish) {
+                        out.push(event("message_stop", json!({"type": "message_stop"})));
+                    }
                 }
                 End::ErrorEvent => out.push(event(
                     "error",
