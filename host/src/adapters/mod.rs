@@ -202,7 +202,8 @@ impl<W: WireFormat> Replay for W {
 pub(crate) struct Endpoint {
     pub provider: String,
     pub model: String,
-    pub url: String,
+    /// Parsed once here: reqwest would otherwise parse (and IDNA-check) it on every request.
+    pub url: reqwest::Url,
     pub max_tokens: u32,
     pub temperature: Option<f64>,
     pub max_tokens_param: MaxTokensParam,
@@ -245,10 +246,14 @@ impl Endpoint {
         api_key: Option<ApiKey>,
     ) -> Result<Self, Error> {
         let settings = &config.provider;
+        let url = format!("{}{path}", settings.base_url.trim_end_matches('/'));
+        let url = reqwest::Url::parse(&url).map_err(|e| {
+            Error::config(&config.name, format!("base_url `{}` is not a URL: {e}", settings.base_url))
+        })?;
         Ok(Endpoint {
             provider: config.name.clone(),
             model: model.to_string(),
-            url: format!("{}{path}", settings.base_url.trim_end_matches('/')),
+            url,
             max_tokens: config.model(model).and_then(|m| m.max_output_tokens).unwrap_or(DEFAULT_MAX_TOKENS),
             temperature: settings.default_temperature,
             max_tokens_param: settings.max_tokens_param.unwrap_or_default(),

@@ -90,13 +90,13 @@ impl HttpClient {
     }
 
     /// POSTs `body` as JSON to `url`: a 2xx reply, or the typed error for anything else.
-    pub async fn post_json(&self, url: &str, body: &Value) -> Result<Reply, Error> {
+    pub async fn post_json(&self, url: &reqwest::Url, body: &Value) -> Result<Reply, Error> {
         let started = Instant::now();
         let payload = serde_json::to_vec(body)
             .map_err(|e| self.error(ErrorKind::Parse, format!("cannot encode the request: {e}")))?;
         let mut response = self
             .client
-            .post(url)
+            .post(url.clone())
             .headers(self.headers.clone())
             .body(payload)
             .send()
@@ -132,12 +132,12 @@ impl HttpClient {
     ///
     /// `timeout_seconds` bounds the wait for the answer to begin and each wait for the next
     /// piece of it, not the whole stream: a long answer that keeps arriving is not cut off.
-    pub async fn post_stream(&self, url: &str, body: &Value) -> Result<StreamReply, Error> {
+    pub async fn post_stream(&self, url: &reqwest::Url, body: &Value) -> Result<StreamReply, Error> {
         let payload = serde_json::to_vec(body)
             .map_err(|e| self.error(ErrorKind::Parse, format!("cannot encode the request: {e}")))?;
         let send = self
             .client
-            .post(url)
+            .post(url.clone())
             .headers(self.headers.clone())
             .header(ACCEPT, HeaderValue::from_static("text/event-stream"))
             // Replaces the client's whole-call deadline; the waits are bounded below.
