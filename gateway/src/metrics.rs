@@ -140,15 +140,18 @@ impl Metrics {
                 escape(provider)
             );
         }
-        head(
+        let per_provider = |out: &mut String, name: &str, help: &str, counts: &BTreeMap<String, u64>| {
+            head(out, name, "counter", help);
+            for (provider, n) in counts {
+                let _ = writeln!(out, "{name}{{provider=\"{}\"}} {n}", escape(provider));
+            }
+        };
+        per_provider(
             &mut out,
             "arcllm_gateway_retries_total",
-            "counter",
             "Retries arcllm's retry module made in answered requests.",
+            &m.retries,
         );
-        for (provider, n) in &m.retries {
-            let _ = writeln!(out, "arcllm_gateway_retries_total{{provider=\"{}\"}} {n}", escape(provider));
-        }
         head(&mut out, "arcllm_gateway_fallbacks_total", "counter", "Answers given by a fallback provider.");
         for ((provider, to), n) in &m.fallbacks {
             let _ = writeln!(
@@ -158,15 +161,12 @@ impl Metrics {
                 escape(to)
             );
         }
-        head(
+        per_provider(
             &mut out,
             "arcllm_gateway_resumes_total",
-            "counter",
             "Streamed answers continued after a mid-stream failure (resume = true).",
+            &m.resumes,
         );
-        for (provider, n) in &m.resumes {
-            let _ = writeln!(out, "arcllm_gateway_resumes_total{{provider=\"{}\"}} {n}", escape(provider));
-        }
         let name = "arcllm_gateway_upstream_seconds";
         head(&mut out, name, "histogram", "Time in the model's stack: modules, retry waits and the vendor.");
         for (provider, h) in &m.upstream {
