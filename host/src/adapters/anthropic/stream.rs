@@ -237,19 +237,11 @@ impl EventMapper for AnthropicEvents {
         Ok(Flow::Continue)
     }
 
-    fn end(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
-        if self.whole(out) {
-            return Ok(());
-        }
-        Err(self.http.error(
-            ErrorKind::Connection,
-            "the stream ended before the answer was complete (no message_stop)",
-        ))
+    fn cut_short(&self) -> Error {
+        self.http
+            .error(ErrorKind::Connection, "the stream ended before the answer was complete (no message_stop)")
     }
 
-    /// The tokens `message_start` reported (the input side, and the output count at that
-    /// moment): a stream that fails has no later report, and these were consumed all the
-    /// same. A resumed answer adds them to its continuation's.
     /// `message_delta`'s stop reason means the answer is whole.
     fn whole(&mut self, out: &mut VecDeque<StreamEvent>) -> bool {
         if self.stop_reason.is_none() {
@@ -259,6 +251,9 @@ impl EventMapper for AnthropicEvents {
         true
     }
 
+    /// The tokens `message_start` reported (the input side, and the output count at that
+    /// moment): a stream that fails has no later report, and these were consumed all the
+    /// same. A resumed answer adds them to its continuation's.
     fn before_failure(&mut self, out: &mut VecDeque<StreamEvent>) {
         if self.started && self.usage.input_tokens.is_some() {
             out.push_back(StreamEvent::Usage(self.usage.usage()));

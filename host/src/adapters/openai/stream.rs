@@ -184,15 +184,11 @@ impl EventMapper for OpenAiEvents {
         Ok(Flow::Continue)
     }
 
-    fn end(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
-        // Some compatible servers never send the `[DONE]` marker.
-        if self.whole(out) {
-            return Ok(());
-        }
-        Err(self.http.error(
+    fn cut_short(&self) -> Error {
+        self.http.error(
             ErrorKind::Connection,
             "the stream ended before the answer was complete (no finish_reason, no [DONE])",
-        ))
+        )
     }
 
     /// Usage a compatible server reported before the failure (vLLM's

@@ -214,9 +214,9 @@ pub(crate) trait EventMapper: Send + 'static {
     /// Maps one SSE event, appending what it yields to `out`.
     fn event(&mut self, event: SseEvent, out: &mut VecDeque<StreamEvent>) -> Result<Flow, Error>;
 
-    /// The body ended without the terminal event: the events that complete the answer, or
-    /// the error saying it was cut short.
-    fn end(&mut self, out: &mut VecDeque<StreamEvent>) -> Result<(), Error>;
+    /// The error for a body that ended without the terminal event, when the answer was not
+    /// [`whole`](Self::whole) either.
+    fn cut_short(&self) -> Error;
 
     /// The error for a body that cannot be framed.
     fn framing_error(&self, error: SseError) -> Error;
@@ -318,10 +318,13 @@ impl<M: EventMapper> Mapping<M> {
                     Ok(Flow::Done) => self.state = State::Finished,
                     Err(error) => self.state = State::Failing(error),
                 },
+                // A body that ends after the stop reason lacks only its terminal frame,
+                // which some compatible servers never send: no warning for that.
                 Ok(None) if self.input_ended => {
-                    self.state = match self.mapper.end(&mut self.queue) {
-                        Ok(()) => State::Finished,
-                        Err(error) => State::Failing(error),
+                    self.state = if self.mapper.whole(&mut self.queue) {
+                        State::Finished
+                    } else {
+                        State::Failing(self.mapper.cut_short())
                     }
                 }
                 Ok(None) => return Step::NeedInput,
