@@ -14,11 +14,11 @@ use tokio::time::Instant;
 use wasmtime::component::{Linker, LinkerInstance, Resource};
 use wasmtime::StoreContextMut;
 
-use super::streaming::{bound_until_content, earliest, within_first_event_deadline};
-use super::{HeldRequest, HeldStream, Import};
+use super::streaming::{bound_until_content, earliest};
+use super::{call_off_fiber, HeldRequest, HeldStream, Import};
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::{for_each_version, Bindings, Middleware};
-use crate::types::{Error, ErrorKind};
+use crate::types::Error;
 use crate::Provider;
 
 pub(super) const IMPORTS: &[Import] = &[Import {
@@ -213,13 +213,7 @@ pub(super) fn resumed_after_wait(store: &mut StoreContextMut<'_, CallState>) {
     store.set_epoch_deadline(1);
 }
 
-/// Calls the native provider: `call` runs as a task of its own on the caller's runtime,
-/// and the fiber waits for it, until the first-event `deadline` if there is one. Polled
-/// on the fiber, the HTTP client's futures would run on the calling module's fiber stack,
-/// and a fiber stack keeps every page it ever touched: the adapter's frames took a fiber
-/// from 20 KiB resident to 40, which at 256 streams in flight (two fibers each) was 6 MiB
-/// of the gateway's memory (docs/benchmarks.md). Dropping the wait (a timeout, a consumer
-/// gone) aborts the task, so the upstream request is cancelled as before.
+/// Calls the native provider, off the calling module's fiber ([`call_off_fiber`]).
 async fn call_native<T, F>(
     inner: Arc<dyn Provider>,
     deadline: Option<Instant>,
@@ -229,25 +223,5 @@ where
     T: Send + 'static,
     F: Future<Output = Result<T, Error>> + Send + 'static,
 {
-    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-    impl<T> Drop for AbortOnDrop<T> {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let mut task = AbortOnDrop(tokio::spawn(call(inner.clone())));
-    let provider = inner.name();
-    let joined = async {
-        match (&mut task.0).await {
-            Ok(answer) => answer,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Only a runtime shutting down cancels the task while it is awaited here.
-            Err(_) => Err(Error::new(
-                ErrorKind::Connection,
-                provider,
-                format!("the call to `{provider}` was cancelled: the runtime is shutting down"),
-            )),
-        }
-    };
-    within_first_event_deadline(deadline, provider, joined).await
+    call_off_fiber(inner.name(), deadline, call(inner.clone())).await
 }

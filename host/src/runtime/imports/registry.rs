@@ -8,8 +8,8 @@ use tokio::time::Instant;
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
 
-use super::streaming::{bound_until_content, earliest, within_first_event_deadline};
-use super::{HeldRequest, Import};
+use super::streaming::{bound_until_content, earliest};
+use super::{call_off_fiber, HeldRequest, Import};
 use crate::runtime::registry::Registry;
 use crate::runtime::sandbox::CallState;
 use crate::runtime::wit::{for_each_version, Bindings};
@@ -35,9 +35,9 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
                 let deadline = store.data().first_event_deadline;
                 let answer = match prepare(&mut store, &target, request)? {
                     Ok((registry, request)) => {
-                        let answer =
-                            within_first_event_deadline(deadline, &target, registry.invoke(&target, request))
-                                .await;
+                        let to = target.clone();
+                        let call = async move { registry.invoke(&to, request).await };
+                        let answer = call_off_fiber(&target, deadline, call).await;
                         finish(&mut store, answer)
                     }
                     Err(error) => Err(error),
@@ -58,8 +58,9 @@ fn add_to_linker<B: Bindings>(linker: &mut Linker<CallState>) -> wasmtime::Resul
                     );
                     let answer = match prepare(&mut store, &target, request)? {
                         Ok((registry, request)) => {
-                            let call = registry.invoke_stream(&target, request);
-                            let answer = within_first_event_deadline(deadline, &target, call).await;
+                            let to = target.clone();
+                            let call = async move { registry.invoke_stream(&to, request).await };
+                            let answer = call_off_fiber(&target, deadline, call).await;
                             finish(&mut store, answer)
                         }
                         Err(error) => Err(error),

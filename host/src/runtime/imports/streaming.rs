@@ -12,8 +12,7 @@ use wasmtime::component::{Linker, Resource, ResourceType, WasmList};
 use wasmtime::StoreContextMut;
 
 use super::lazy_events::{self, LazyEvent, LazyMetadata};
-use super::HeldRequest;
-use super::Import;
+use super::{off_fiber, shutting_down, HeldRequest, Import};
 use crate::runtime::resume;
 use crate::runtime::sandbox::CallState;
 use crate::runtime::streams;
@@ -125,17 +124,27 @@ async fn next(
         store.data_mut().stream(handle)?.0 = stream;
         return item;
     }
+    // The pull runs off the fiber (see `off_fiber`): it is where the adapter reads the body
+    // and parses the vendor's events, the deepest host work under a module.
     let held = store.data_mut().stream(handle)?;
-    let Some(deadline) = deadline else {
-        return Ok(held.0.next().await);
+    let mut stream = std::mem::replace(&mut held.0, Box::pin(futures_util::stream::empty()));
+    let pull = off_fiber(async move {
+        let item = stream.next().await;
+        (stream, item)
+    });
+    let pulled = match deadline {
+        None => pull.await,
+        Some(deadline) => match tokio::time::timeout_at(deadline, pull).await {
+            Ok(pulled) => pulled,
+            // The stream is left empty: its answer is abandoned.
+            Err(_elapsed) => return Ok(Some(Err(first_event_timeout(store.data().inner.name())))),
+        },
     };
-    match tokio::time::timeout_at(deadline, held.0.next()).await {
-        Ok(item) => Ok(item),
-        Err(_elapsed) => {
-            held.0 = Box::pin(futures_util::stream::empty());
-            Ok(Some(Err(first_event_timeout(store.data().inner.name()))))
-        }
-    }
+    let Some((stream, item)) = pulled else {
+        return Ok(Some(Err(shutting_down(store.data().inner.name()))));
+    };
+    store.data_mut().stream(handle)?.0 = stream;
+    Ok(item)
 }
 
 impl From<StreamEvent> for wit::StreamEvent {
