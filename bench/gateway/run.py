@@ -143,7 +143,7 @@ class Server:
                 full_env[key] = value
         self.proc = subprocess.Popen(
             NICE + ["taskset", "-c", str(cpu)] + cmd,
-            stdout=subprocess.PIPE if name == "mock" else self.log,
+            stdout=subprocess.PIPE if name in ("mock", "floor") else self.log,
             stderr=self.log,
             env=full_env,
             cwd=cwd,
@@ -209,6 +209,18 @@ def start_mock(cpu, logdir):
     return mock, address
 
 
+def start_floor(mock_address, cpu, logdir):
+    """`arcllm-floor-proxy`: forwards bytes to the mock with arcllm's HTTP stack and nothing
+    else, so what it adds over direct is what any gateway adds here (src/bin/floor_proxy.rs)."""
+    floor = Server("floor", [str(RELEASE / "arcllm-floor-proxy"), "--upstream", f"http://{mock_address}"],
+                   cpu, logdir=logdir)
+    address = floor.proc.stdout.readline().decode().strip()
+    if not address:
+        floor.check_alive()
+        sys.exit("the floor proxy printed no address")
+    return floor, int(address.rsplit(":", 1)[1])
+
+
 # `arcllm serve` variants: the config of each is arcllm.toml with these changes.
 ARCLLM_VARIANTS = {
     # The default: retry(fallback(adapter)), fresh module instances for every request.
@@ -223,7 +235,7 @@ ARCLLM_VARIANTS = {
 # `arcllm-baseline`: the default chain served by another `arcllm` binary (--baseline), to
 # compare two builds in one run.
 ARCLLM_VARIANTS["arcllm-baseline"] = []
-SYSTEMS = ["direct", *ARCLLM_VARIANTS, "litellm"]
+SYSTEMS = ["direct", "floor", *ARCLLM_VARIANTS, "litellm"]
 # The binary each variant runs (--baseline sets arcllm-baseline's).
 BINARIES = {}
 
@@ -318,9 +330,10 @@ def scenarios(quick):
 
 def target(system, scenario, ports, mock_address):
     service = scenario["service_ms"]
-    if system == "direct":
+    if system in ("direct", "floor"):
         path = "/v1" if service == 0 else f"/ms/{service}/v1"
-        return f"http://{mock_address}{path}/chat/completions", "mock-model"
+        host = mock_address if system == "direct" else f"127.0.0.1:{ports['floor']}"
+        return f"http://{host}{path}/chat/completions", "mock-model"
     if system in ARCLLM_VARIANTS:
         return f"http://127.0.0.1:{ports[system]}/v1/chat/completions", f"mock{service}"
     return f"http://127.0.0.1:{ports['litellm']}/v1/chat/completions", f"mock-{service}ms"
@@ -515,7 +528,7 @@ def verdicts(results, systems):
                     f"| added p99 ≤ 1 ms at 1,000 RPS, chain on ({service} ms vendor) | {v} "
                     f"| {added:+.3f} ms (success {100 * a['success_rate']:.2f}%) "
                     f"| {'met' if added <= 1 and a['success_rate'] == 1.0 else 'missed'} |")
-    for v in chains + [x for x in ("arcllm-bare",) if x in systems]:
+    for v in chains + [x for x in ("arcllm-bare", "floor") if x in systems]:
         a, d = find(v, 0, False, "c=1"), find("direct", 0, False, "c=1")
         if a and d and a["latency_us"] and d["latency_us"]:
             added = a["latency_us"]["mean"] - d["latency_us"]["mean"]
@@ -559,7 +572,7 @@ def machine_info(arcllm_version, litellm_version):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a short run (about 2 minutes)")
-    parser.add_argument("--systems", default="direct,arcllm,arcllm-shared,litellm",
+    parser.add_argument("--systems", default="direct,floor,arcllm,arcllm-shared,litellm",
                         help=f"comma-separated subset of {','.join(SYSTEMS)}")
     parser.add_argument("--gateway-cpu", type=int, default=1)
     parser.add_argument("--load-cpu", type=int, default=0)
@@ -610,6 +623,9 @@ def main():
                 arcllm_version = subprocess.run([str(RELEASE / "arcllm"), "--version"],
                                                 capture_output=True, text=True).stdout.strip()
                 log(f"{variant} serve on {ports[variant]} (CPU {args.gateway_cpu})")
+        if "floor" in systems:
+            servers["floor"], ports["floor"] = start_floor(mock_address, args.gateway_cpu, out)
+            log(f"floor proxy on {ports['floor']} (CPU {args.gateway_cpu})")
         if "litellm" in systems:
             servers["litellm"], ports["litellm"] = start_litellm(mock_address, args.gateway_cpu, out, api_key)
             litellm_version = subprocess.run(
@@ -624,6 +640,7 @@ def main():
         starters = {v: (lambda v=v: start_arcllm(v, mock_address, args.gateway_cpu, out, api_key))
                     for v in ARCLLM_VARIANTS}
         starters["litellm"] = lambda: start_litellm(mock_address, args.gateway_cpu, out, api_key)
+        starters["floor"] = lambda: start_floor(mock_address, args.gateway_cpu, out)
         failed_rate = {}  # (system, service_ms) -> the lowest fixed rate it failed
         for i, scenario in enumerate(plan, 1):
             for system in systems:
