@@ -80,7 +80,9 @@ pub(super) async fn off_fiber<T: Send + 'static>(
             self.0.abort();
         }
     }
-    let mut task = AbortOnDrop(tokio::spawn(work));
+    // Boxed, the task's cell is made on the fiber's stack with a pointer in it instead of
+    // the whole future.
+    let mut task = AbortOnDrop(tokio::spawn(Box::pin(work)));
     match (&mut task.0).await {
         Ok(done) => Some(done),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),

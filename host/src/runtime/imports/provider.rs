@@ -198,12 +198,22 @@ async fn forward<A, R>(
 ) -> wasmtime::Result<R> {
     let next = store.data().current + 1;
     let Some(instance) = store.data().instances.get(next).cloned() else {
-        return native(store, arg).await;
+        return boxed(|| native(store, arg)).await;
     };
     let caller = std::mem::replace(&mut store.data_mut().current, next);
-    let result = next_layer(&instance, store, arg).await;
+    let result = boxed(|| next_layer(&instance, store, arg)).await;
     store.data_mut().current = caller;
     result.map_err(|trap| store.data_mut().unwind(next, trap))
+}
+
+/// The future `make` makes, on the heap. [`forward`] runs on the calling layer's fiber, and
+/// while the layer below runs, every frame above it stays on that stack (see
+/// `off_fiber`): inline, either branch's future would be part of `forward`'s caller's frame,
+/// and built on the stack before being moved to the heap, 1.5 KiB more of it. Made here, in
+/// a frame of its own that is gone before the future is first polled, it costs neither.
+#[inline(never)]
+fn boxed<F: Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::pin(make())
 }
 
 /// Re-arms the CPU budget's epoch deadline after the host waited for a module (on a

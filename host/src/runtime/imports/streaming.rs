@@ -106,23 +106,9 @@ async fn next(
     use futures_util::StreamExt;
     let deadline = store.data().first_event_deadline;
     if store.data().resume_armed {
-        // A stream beneath may need its layer called to resume it: pull with the store at hand.
-        let held = store.data_mut().stream(handle)?;
-        let mut stream = std::mem::replace(&mut held.0, Box::pin(futures_util::stream::empty()));
-        let item = match deadline {
-            None => resume::next_item(store, &mut stream).await,
-            Some(deadline) => {
-                match tokio::time::timeout_at(deadline, resume::next_item(store, &mut stream)).await {
-                    Ok(item) => item,
-                    Err(_elapsed) => {
-                        let provider = store.data().inner.name().to_string();
-                        return Ok(Some(Err(first_event_timeout(&provider))));
-                    }
-                }
-            }
-        };
-        store.data_mut().stream(handle)?.0 = stream;
-        return item;
+        // Boxed: this future and the one below, inline, would both be in the frame that
+        // runs on the module's fiber stack (see `off_fiber`).
+        return Box::pin(next_resumable(store, handle, deadline)).await;
     }
     // The pull runs off the fiber (see `off_fiber`): it is where the adapter reads the body
     // and parses the vendor's events, the deepest host work under a module.
@@ -145,6 +131,31 @@ async fn next(
     };
     store.data_mut().stream(handle)?.0 = stream;
     Ok(item)
+}
+
+/// [`next`] when a layer may resume the answer: a stream beneath may need its layer called
+/// to resume it, so the pull runs with the store at hand, on the fiber.
+async fn next_resumable(
+    store: &mut StoreContextMut<'_, CallState>,
+    handle: &Resource<HeldStream>,
+    deadline: Option<Instant>,
+) -> wasmtime::Result<Option<Result<StreamEvent, Error>>> {
+    let held = store.data_mut().stream(handle)?;
+    let mut stream = std::mem::replace(&mut held.0, Box::pin(futures_util::stream::empty()));
+    let item = match deadline {
+        None => resume::next_item(store, &mut stream).await,
+        Some(deadline) => {
+            match tokio::time::timeout_at(deadline, resume::next_item(store, &mut stream)).await {
+                Ok(item) => item,
+                Err(_elapsed) => {
+                    let provider = store.data().inner.name().to_string();
+                    return Ok(Some(Err(first_event_timeout(&provider))));
+                }
+            }
+        }
+    };
+    store.data_mut().stream(handle)?.0 = stream;
+    item
 }
 
 impl From<StreamEvent> for wit::StreamEvent {
@@ -224,6 +235,9 @@ pub(crate) async fn within_first_event_deadline<T>(
 }
 
 /// Bounds the stream behind `handle` by `deadline` until its first content event.
+// Not inlined: its temporaries would enlarge the frame of the host function that calls it,
+// which is on the stack, and on a fiber, while the layer below runs.
+#[inline(never)]
 pub(crate) fn bound_until_content(
     state: &mut CallState,
     handle: &Resource<HeldStream>,

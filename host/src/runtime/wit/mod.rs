@@ -283,28 +283,38 @@ impl Middleware {
     /// everything beneath it, answers whole. Its answer is capped as `invoke`'s is.
     pub(crate) async fn call_invoke_stream(
         &self,
-        mut store: impl AsContextMut<Data = CallState>,
+        store: impl AsContextMut<Data = CallState>,
         request: Resource<HeldRequest>,
         first_event_timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Result<Resource<HeldStream>, Error>> {
         match self {
-            Middleware::V0_2(..) => {
-                let answer = self.call_invoke(&mut store, request).await?;
-                let mut store = store.as_context_mut();
-                let state = store.data_mut();
-                let layer = state.modules[state.current].clone();
-                match state.budget.check_returned(&layer.name, answer) {
-                    Ok(response) => {
-                        let stream = crate::stream::from_response(response);
-                        Ok(Ok(state.hold_stream(stream)?))
-                    }
-                    Err(error) => Ok(Err(error)),
-                }
-            }
+            // Boxed: inline, this rare arm's future and temporaries would be in the common
+            // arm's frame, which sits on the calling layer's fiber stack (see
+            // `imports::off_fiber`).
+            Middleware::V0_2(..) => Box::pin(self.replay_invoke(store, request)).await,
             Middleware::V0_3(instance, _) => Ok(instance
                 .arc_llm_provider()
                 .call_invoke_stream(store, request, first_event_timeout_ms)
                 .await?),
+        }
+    }
+
+    /// `invoke-stream` for a layer without streams: its buffered `invoke`, replayed.
+    async fn replay_invoke(
+        &self,
+        mut store: impl AsContextMut<Data = CallState>,
+        request: Resource<HeldRequest>,
+    ) -> wasmtime::Result<Result<Resource<HeldStream>, Error>> {
+        let answer = self.call_invoke(&mut store, request).await?;
+        let mut store = store.as_context_mut();
+        let state = store.data_mut();
+        let layer = state.modules[state.current].clone();
+        match state.budget.check_returned(&layer.name, answer) {
+            Ok(response) => {
+                let stream = crate::stream::from_response(response);
+                Ok(Ok(state.hold_stream(stream)?))
+            }
+            Err(error) => Ok(Err(error)),
         }
     }
 
