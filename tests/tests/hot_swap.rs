@@ -580,9 +580,9 @@ async fn reloading_unchanged_files_reuses_the_compiled_components() {
     let stub = Stub::start(None).await;
     let ws = Workspace::new(&stub);
     let (model, runtime) = ws.model().await;
-    // retry, fallback, rate_limit and circuit_breaker (built-in; the tables of those that
-    // are off are checked all the same) and the two tag files.
-    assert_eq!(runtime.compiled_components(), 6);
+    // retry and the two tag files (fallback, rate_limit and circuit_breaker are off with
+    // their default tables, which are not loaded to be checked).
+    assert_eq!(runtime.compiled_components(), 3);
 
     let first = model.snapshot();
     let mut unchanged = Vec::new();
@@ -596,7 +596,7 @@ async fn reloading_unchanged_files_reuses_the_compiled_components() {
             // snapshots are alive means the very same compiled component, not a recompile.
             assert!(std::ptr::eq(old.digest(), new.digest()), "{} was compiled again", new.name);
         }
-        assert_eq!(runtime.compiled_components(), 6);
+        assert_eq!(runtime.compiled_components(), 3);
     }
     assert_eq!(model.version(), 6);
 
@@ -607,9 +607,9 @@ async fn reloading_unchanged_files_reuses_the_compiled_components() {
     let current = model.snapshot();
     assert!(std::ptr::eq(first.modules()[0].digest(), current.modules()[0].digest()), "tag_outer reused");
     assert_ne!(first.modules()[2].digest(), current.modules()[2].digest(), "tag_inner is the new build");
-    assert_eq!(runtime.compiled_components(), 7, "the old build lives as long as a snapshot uses it");
+    assert_eq!(runtime.compiled_components(), 4, "the old build lives as long as a snapshot uses it");
     drop(first);
-    assert_eq!(runtime.compiled_components(), 6, "and is freed with the last one");
+    assert_eq!(runtime.compiled_components(), 3, "and is freed with the last one");
     println!("reload with unchanged files: {unchanged:?}; with one module file changed: {changed:?}");
 }
 
@@ -676,8 +676,9 @@ async fn a_thousand_swaps_release_every_old_snapshot() {
     assert_eq!(model.version(), 51 + MEMORY_SWAPS);
     let alive = replaced.iter().filter(|w| w.strong_count() > 0).count();
     assert_eq!(alive, 0, "of {MEMORY_SWAPS} replaced snapshots, {alive} are still alive");
-    // The four built-ins, tag_outer's file, and the one build of tag_inner's file in use.
-    assert_eq!(runtime.compiled_components(), 6, "old builds of the module file were freed");
+    // retry (the other built-ins are off with their default tables, and not loaded),
+    // tag_outer's file, and the one build of tag_inner's file in use.
+    assert_eq!(runtime.compiled_components(), 3, "old builds of the module file were freed");
 
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     println!(

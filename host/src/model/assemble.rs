@@ -76,12 +76,13 @@ impl Recipe {
             BuildError::Config(ConfigError::Module { file: file.clone(), module: module.to_string(), source })
         };
         // Check the tables of disabled built-ins too, so typos are found before the module
-        // is switched on. With no module enabled an unchanged default table (known good) is
-        // not loaded: a bare adapter makes no engine.
+        // is switched on. An unchanged default table is known good and not loaded: a
+        // disabled built-in then costs no compiled code in memory (about 0.5 MiB each) and
+        // no instantiation at start-up, and a bare adapter makes no engine.
         let defaults = Config::embedded().modules;
         let unchecked: Vec<_> = (config.modules.iter())
             .filter(|(name, m)| m.code == ModuleCode::Builtin && !planned.iter().any(|p| &p.name == *name))
-            .filter(|(name, m)| !planned.is_empty() || defaults.get(*name).is_none_or(|d| d.table != m.table))
+            .filter(|(name, m)| defaults.get(*name).is_none_or(|d| d.table != m.table))
             .collect();
         // The engine is made only when some module is to be loaded: a bare adapter runs no
         // wasm. config.toml's `[limits]` bound this model's loads and calls.
