@@ -48,6 +48,12 @@ pub use arc::llm::types::*;
 pub use exports::arc::llm::module::Guest as ModuleGuest;
 pub use exports::arc::llm::provider::Guest;
 
+/// The allocator the built-in modules use (feature `heap`): see [`heap::Heap`].
+#[cfg(all(feature = "heap", target_arch = "wasm32"))]
+pub mod heap;
+#[cfg(all(feature = "heap", target_arch = "wasm32"))]
+#[global_allocator]
+static HEAP: heap::Heap = heap::Heap::new();
 pub mod commit;
 pub mod config;
 pub mod scope;
