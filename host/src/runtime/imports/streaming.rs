@@ -235,9 +235,6 @@ pub(crate) async fn within_first_event_deadline<T>(
 }
 
 /// Bounds the stream behind `handle` by `deadline` until its first content event.
-// Not inlined: its temporaries would enlarge the frame of the host function that calls it,
-// which is on the stack, and on a fiber, while the layer below runs.
-#[inline(never)]
 pub(crate) fn bound_until_content(
     state: &mut CallState,
     handle: &Resource<HeldStream>,
